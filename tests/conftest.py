@@ -1,0 +1,34 @@
+"""Shared test fixtures.
+
+ISSM's test data live in ``../shared/data/issm`` beside the checkout (in CI too). Tests that need them use
+the ``issm_data_dir`` fixture, which points ``ISSM_EMULATOR_DATA_DIR`` there and skips cleanly when the
+folder is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("USER", "issm-emulator-tests")  # pyISSM's Model() reads $USER
+warnings.filterwarnings("ignore", message="pyissm.model.classes.cluster.generic")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "issm"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The read-only ``../shared/data/issm`` folder, or skip."""
+    if not (SHARED_DATA / "Pig.arch").is_file():
+        pytest.skip(f"ISSM test data not found at {SHARED_DATA} (../shared/data/issm beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def issm_data_dir(shared_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the data cache (``ISSM_EMULATOR_DATA_DIR``) at the shared ISSM data, or skip."""
+    monkeypatch.setenv("ISSM_EMULATOR_DATA_DIR", str(shared_data_dir))
+    return shared_data_dir
