@@ -1,0 +1,294 @@
+"""Physical units: one shared :mod:`pint` registry and the conversions between ISSM's user units and SI.
+
+Conventions
+-----------
+* The registry's **year** (``yr``, ``a``, ``year``, ``julian_year``) is ISSM's default
+  ``yts = 365 * 24 * 3600 s = 31 536 000 s``, not pint's Julian year (365.25 days); units derived from it
+  (``month = yr / 12``, ``century``, ...) follow. ``Gt`` (gigatonne, 1e12 kg) is defined too.
+* A model with another ``md.constants.yts`` (ISSM test 293 uses 365.2422 days) passes ``yts=``; every
+  year-based unit is then read with that year (a separate, cached registry is used for it).
+* The registry also reads UDUNITS-style exponents (``'m yr-1'``, ``'m3'``) besides pint's own
+  (``'m yr^-1'``, ``'m**3'``).
+* Public functions that take a physical quantity accept a plain number (or array) in ISSM's user unit,
+  a :class:`pint.Quantity` of any compatible unit (from this or any other pint registry; a foreign
+  quantity is re-read by its unit name, so its ``year`` is the model's year), or a string such as
+  ``'30 m/day'``. An incompatible unit raises :class:`issm_emulator.errors.UnitError` naming the field.
+
+:data:`CF_UNITS` is the single source of truth for the units of ISSM's outputs (results and xarray
+export); :func:`SI_TO_ISSM_FACTOR` gives the factor from the solver's SI value to that unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from functools import lru_cache
+from numbers import Number
+from typing import Any
+
+import numpy as np
+import pint
+
+from issm_emulator.errors import ModelInputError, UnitError
+from issm_emulator.state import YTS_DEFAULT
+
+__all__ = [
+    "CF_UNITS",
+    "Q_",
+    "SI_TO_ISSM_FACTOR",
+    "YTS_DEFAULT",
+    "as_quantity",
+    "registry_for",
+    "to_issm",
+    "to_si",
+    "ureg",
+]
+
+# A unit name (letters) directly followed by an integer exponent: 'm3', 'yr-1', 's+2'. The look-behind
+# keeps the exponent of a number in scientific notation ('1e12') untouched.
+_UDUNITS_EXPONENT = re.compile(r"(?<=[A-Za-z_])(?<![0-9][eE])([+-]?[0-9]+)(?![0-9.])")
+
+
+def _udunits_exponents(text: str) -> str:
+    """Rewrite UDUNITS exponents (``'m yr-1'``) in pint syntax (``'m yr**-1'``)."""
+    return _UDUNITS_EXPONENT.sub(r"**\1", text)
+
+
+def _make_registry(yts: float) -> pint.UnitRegistry:
+    reg = pint.UnitRegistry(preprocessors=[_udunits_exponents], force_ndarray_like=True)  # pint-xarray needs it
+    pint_logger = logging.getLogger("pint")
+    level = pint_logger.level
+    pint_logger.setLevel(logging.ERROR)  # redefining 'year' on purpose; do not log a warning for it
+    try:
+        reg.define(f"year = {float(yts)!r} * second = a = yr = julian_year")
+        reg.define("gigatonne = 1e12 * kilogram = Gt")
+    finally:
+        pint_logger.setLevel(level)
+    return reg
+
+
+#: The shared registry (year = ISSM's default yts). Use it for every quantity in issm-emulator, e.g.
+#: ``ds.pint.quantify(unit_registry=ureg)`` with pint-xarray.
+ureg: pint.UnitRegistry = _make_registry(YTS_DEFAULT)
+#: Shorthand for ``ureg.Quantity``.
+Q_ = ureg.Quantity
+
+
+def _check_yts(yts: Any) -> float:
+    try:
+        value = float(yts)
+    except (TypeError, ValueError):
+        raise ModelInputError("md.constants.yts", "a positive number of seconds per year",
+                              repr(yts)) from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise ModelInputError("md.constants.yts", "a positive number of seconds per year", repr(yts))
+    return value
+
+
+@lru_cache(maxsize=16)
+def _registry_cached(yts: float) -> pint.UnitRegistry:
+    return _make_registry(yts)
+
+
+def registry_for(yts: float | None = None) -> pint.UnitRegistry:
+    """The registry whose year is ``yts`` seconds (:data:`ureg` for ``None`` or ISSM's default)."""
+    if yts is None:
+        return ureg
+    value = _check_yts(yts)
+    if value == YTS_DEFAULT:
+        return ureg
+    return _registry_cached(value)
+
+
+def _numeric(value: Any, field: str) -> float | np.ndarray:
+    """A plain number or array as float / float64 array, or a ModelInputError naming ``field``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ModelInputError(field, "a number or a pint Quantity", f"{value!r} (a boolean)")
+    if isinstance(value, Number) and not isinstance(value, complex):
+        return float(value)
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - anything numpy cannot read is bad input
+        raise ModelInputError(field, "a number or a pint Quantity", type(value).__name__) from None
+    if arr.dtype.kind not in "iuf":
+        raise ModelInputError(field, "a number, an array of numbers or a pint Quantity",
+                              f"{type(value).__name__} of dtype {arr.dtype}")
+    if arr.ndim == 0:
+        return float(arr)
+    return arr.astype(np.float64)
+
+
+def _parse_unit(reg: pint.UnitRegistry, unit: str, field: str) -> pint.Unit:
+    try:
+        return reg.parse_units(unit)
+    except (pint.errors.PintError, AttributeError, TypeError, SyntaxError, ValueError) as exc:
+        raise UnitError(f"{field}: unit {unit!r} is not understood ({exc})") from None
+
+
+def _unit_error(field: str, given: Any, expected: pint.Unit, unit_issm: str) -> UnitError:
+    err = UnitError(
+        f"{field}: expected a quantity of dimensionality {expected.dimensionality} "
+        f"(ISSM unit '{unit_issm}'), got unit '{given}' of dimensionality {given.dimensionality}"
+    )
+    err.field = field  # type: ignore[attr-defined]
+    err.given = str(given)  # type: ignore[attr-defined]
+    err.expected = str(expected.dimensionality)  # type: ignore[attr-defined]
+    return err
+
+
+def _quantity(value: Any, unit_issm: str, field: str, yts: float | None) -> pint.Quantity:
+    """``value`` as a quantity of ``registry_for(yts)``, checked against ``unit_issm``'s dimensionality."""
+    reg = registry_for(yts)
+    expected = _parse_unit(reg, unit_issm, f"{field} (ISSM unit)")
+    if isinstance(value, str):
+        try:
+            parsed = reg.parse_expression(value)
+        except (pint.errors.PintError, AttributeError, TypeError, SyntaxError, ValueError) as exc:
+            raise UnitError(f"{field}: cannot read {value!r} as a quantity in '{unit_issm}' ({exc})") from None
+        if isinstance(parsed, pint.Quantity):  # a bare number ('12.5') is in ISSM's unit, as plain numbers
+            value = parsed.magnitude if parsed.unitless else parsed
+        else:
+            value = parsed
+    if isinstance(value, pint.Quantity):
+        if getattr(value, "_REGISTRY", None) is reg:
+            q = value
+        else:  # another registry (or another yts): re-read the unit by name in ours
+            units = _parse_unit(reg, str(value.units), field)
+            q = reg.Quantity(value.magnitude, units)
+        mag = q.magnitude
+        if not (isinstance(mag, np.ndarray) and mag.dtype == np.float64):  # ints, lists, float32 -> float64
+            q = reg.Quantity(_numeric(mag, field), q.units)
+        if q.dimensionality != expected.dimensionality:
+            raise _unit_error(field, q.units, expected, unit_issm)
+        return q
+    return reg.Quantity(_numeric(value, field), expected)
+
+
+def as_quantity(value: Any, unit: str, *, field: str = "value", yts: float | None = None) -> pint.Quantity:
+    """``value`` as a pint Quantity: plain numbers get ``unit``; quantities keep their own unit.
+
+    Raises :class:`~issm_emulator.errors.UnitError` when a quantity's unit is not compatible with ``unit``.
+    """
+    return _quantity(value, unit, field, yts)
+
+
+def _out(mag: Any) -> float | np.ndarray:
+    if isinstance(mag, np.ndarray):
+        return float(mag) if mag.ndim == 0 else mag
+    return float(mag)
+
+
+def to_si(value: Any, unit_issm: str, *, field: str, yts: float | None = None) -> float | np.ndarray:
+    """Convert a user value to SI base units (m, s, kg, Pa, K).
+
+    Parameters
+    ----------
+    value
+        A plain number/array, taken in ``unit_issm`` (ISSM's user convention), a pint Quantity of any
+        compatible unit, or a string such as ``'30 m/day'``.
+    unit_issm
+        ISSM's user unit of the field, e.g. ``'m/yr'``, ``'yr'``, ``'m'``, ``'Pa'``, ``'kg/m^3'``.
+    field
+        The md field (``'md.timestepping.time_step'``) named in errors.
+    yts
+        Seconds per year of the model (``md.constants.yts``); ``None`` is ISSM's default.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The magnitude in SI, e.g. ``100 m/yr -> 100 / yts m/s``.
+    """
+    return _out(_quantity(value, unit_issm, field, yts).to_base_units().magnitude)
+
+
+def to_issm(value: Any, unit_issm: str, *, field: str, yts: float | None = None) -> float | np.ndarray:
+    """Like :func:`to_si` but returns the number in ISSM's user unit ``unit_issm`` (what goes into ``md``).
+
+    Plain numbers are already in ``unit_issm`` and are returned as float / float64 array.
+    """
+    q = _quantity(value, unit_issm, field, yts)
+    return _out(q.to(_parse_unit(q._REGISTRY, unit_issm, field)).magnitude)
+
+
+_RATE = "m yr^-1"
+_MASS_FLUX = "Gt yr^-1"
+
+#: Units of ISSM's outputs as ISSM reports them to the user (``md.results``), written so that both
+#: UDUNITS (CF) and pint (any registry, hence pint-xarray) read them. Level sets are distance-like (m).
+CF_UNITS: dict[str, str] = {
+    # coordinates and bookkeeping of a results step
+    "x": "m",
+    "y": "m",
+    "time": "yr",
+    "step": "1",
+    # velocities and rates (m/yr, multiplied by yts on output)
+    "Vx": _RATE,
+    "Vy": _RATE,
+    "Vz": _RATE,
+    "Vel": _RATE,
+    "CalvingCalvingrate": _RATE,
+    "CalvingMeltingrate": _RATE,
+    "BasalforcingsFloatingiceMeltingRate": _RATE,
+    "BasalforcingsGroundediceMeltingRate": _RATE,
+    "SmbMassBalance": _RATE,
+    # geometry and masks
+    "Thickness": "m",
+    "Surface": "m",
+    "Base": "m",
+    "Bed": "m",
+    "MaskOceanLevelset": "m",
+    "MaskIceLevelset": "m",
+    # stresses
+    "Pressure": "Pa",
+    "EffectivePressure": "Pa",
+    "SigmaVM": "Pa",
+    "DeviatoricStressxx": "Pa",
+    "DeviatoricStressxy": "Pa",
+    "DeviatoricStressyy": "Pa",
+    "DeviatoricStresseffective": "Pa",
+    "StressTensorxx": "Pa",
+    "StressTensorxy": "Pa",
+    "StressTensoryy": "Pa",
+    # strain rates stay in 1/s (no yts conversion in ISSM)
+    "StrainRateparallel": "s^-1",
+    "StrainRateperpendicular": "s^-1",
+    # integrated scalars
+    "IceVolume": "m^3",
+    "IceVolumeScaled": "m^3",
+    "IceVolumeAboveFloatation": "m^3",
+    "IceVolumeAboveFloatationScaled": "m^3",
+    "GroundedArea": "m^2",
+    "GroundedAreaScaled": "m^2",
+    "FloatingArea": "m^2",
+    "FloatingAreaScaled": "m^2",
+    "TotalSmb": _MASS_FLUX,
+    "TotalSmbScaled": _MASS_FLUX,
+    "TotalFloatingBmb": _MASS_FLUX,
+    "TotalFloatingBmbScaled": _MASS_FLUX,
+    "TotalGroundedBmb": _MASS_FLUX,
+    "TotalGroundedBmbScaled": _MASS_FLUX,
+    # solver diagnostics
+    "StressbalanceConvergenceNumSteps": "1",
+}
+
+
+def SI_TO_ISSM_FACTOR(name: str, yts: float | None = None) -> float:
+    """Factor ``f`` such that ``value_issm = f * value_si`` for ISSM output ``name`` (see :data:`CF_UNITS`).
+
+    m/s -> m/yr: ``f = yts``; kg/s -> Gt/yr: ``f = yts / 1e12``; yr: ``f = 1 / yts``; m, Pa, m^3: 1.
+
+    Raises
+    ------
+    UnitError
+        ``name`` has no entry in :data:`CF_UNITS`.
+    """
+    try:
+        unit = CF_UNITS[name]
+    except KeyError:
+        raise UnitError(f"no ISSM unit is known for output {name!r}; known: {', '.join(sorted(CF_UNITS))}") \
+            from None
+    reg = registry_for(yts)
+    target = reg.parse_units(unit)
+    si = reg.Quantity(1.0, target).to_base_units().units
+    return float(reg.Quantity(1.0, si).to(target).magnitude)
