@@ -558,6 +558,23 @@ def _read_transient_flags(md: Any) -> TransientFlags:
     return TransientFlags(**flags)
 
 
+def _read_scale_factor(md: Any, ctx: _Ctx) -> np.ndarray | None:
+    """``md.mesh.scale_factor`` (per vertex, used by ISSM's ``*Scaled`` outputs), or None when unset."""
+    value = _get(md, "mesh.scale_factor", None)
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=float).reshape(-1)
+    if arr.size == 0 or (arr.size == 1 and np.isnan(arr[0])):
+        return None
+    if arr.size == 1:
+        arr = np.full(ctx.nv, arr[0])
+    if arr.size != ctx.nv:
+        raise ModelInputError("md.mesh.scale_factor", f"{ctx.nv} values (one per vertex)", f"{arr.size}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ModelInputError("md.mesh.scale_factor", "finite positive values", "NaN, inf or <= 0")
+    return frozen_array(arr)
+
+
 def _read_smb(md: Any, ctx: _Ctx) -> Forcing:
     _class_key(_get(md, "smb"), "smb", SMB_CLASSES)
     return _forcing("smb.mass_balance", _get(md, "smb.mass_balance", None), ctx, scale=1.0 / ctx.yts)
@@ -774,6 +791,9 @@ def read_model(md: Any, solution: str = TRANSIENT) -> ModelState:
         "sealevel": _read_sealevel(md, ctx),
     }
     extras: dict[str, Any] = {"solution": solution}
+    scale = _read_scale_factor(md, ctx)
+    if scale is not None:
+        extras["scale_factor"] = scale
     if solution == STRESSBALANCE:
         return ModelState(
             **common, smb=_zeros(ctx), basalforcings=_neutral_basalforcings(ctx),
@@ -789,7 +809,10 @@ def read_model(md: Any, solution: str = TRANSIENT) -> ModelState:
     moving = bool(flags.ismovingfront)
     return ModelState(
         **common,
-        smb=_when(bool(flags.issmb), lambda: _read_smb(md, ctx), lambda: _zeros(ctx)),
+        # ISSM's mass transport reads md.smb.mass_balance even when issmb == 0 (the SMB core only
+        # recomputes it), so the SMB is needed whenever thickness evolves.
+        smb=_when(bool(flags.issmb or flags.ismasstransport), lambda: _read_smb(md, ctx),
+                  lambda: _zeros(ctx)),
         basalforcings=_when(bool(flags.ismasstransport), lambda: _read_basalforcings(md, ctx),
                             lambda: _neutral_basalforcings(ctx)),
         calving=_when(moving, lambda: _read_calving(md, ctx),

@@ -1,0 +1,199 @@
+"""``issm_emulator.solve``: a drop-in for ``pyissm.model.execute.solve``."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import os
+import re
+import time
+from typing import Any
+
+from issm_emulator.errors import ModelInputError, SolverError, UnknownSolutionError, UnsupportedOptionError
+from issm_emulator.issm.solutions import parse_solution
+from issm_emulator.plugins.manager import SolverRegistry, get_registry
+from issm_emulator.solvers.base import Solver, SolverResult
+
+__all__ = ["resolve_device", "solve"]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: Any, backend: Solver) -> str:
+    """The device a solve runs on.
+
+    ``None``: ``'cuda'`` when the backend lists it and ``torch.cuda.is_available()``, else ``'cpu'``.
+    A device string (``'cpu'``, ``'cuda'``, ``'cuda:1'``) or ``torch.device`` is checked against the
+    backend's ``devices``.
+
+    Raises
+    ------
+    UnsupportedOptionError
+        The backend does not run on that device, or CUDA was asked for but is not available.
+    """
+    devices = tuple(backend.devices)
+    name = backend.name or type(backend).__name__
+    if device is None:
+        if "cuda" in devices and _cuda_available():
+            return "cuda"
+        if "cpu" in devices:
+            return "cpu"
+        raise UnsupportedOptionError(f"device=None: solver {name!r} runs only on {', '.join(devices) or 'nothing'}"
+                                     f" and none of them is available; pass device= explicitly")
+    dev = str(device).strip().lower()
+    kind = dev.split(":", 1)[0]
+    if kind not in devices:
+        raise UnsupportedOptionError(f"device={device!r}: solver {name!r} supports "
+                                     f"{', '.join(repr(d) for d in devices)}")
+    if kind == "cuda" and not _cuda_available():
+        raise UnsupportedOptionError(f"device={device!r}: CUDA is not available here "
+                                     f"(torch.cuda.is_available() is False); use device='cpu'")
+    return dev
+
+
+def _reject(option: str, value: Any, why: str) -> None:
+    raise UnsupportedOptionError(f"{option}={value!r} is not supported by issm_emulator.solve: {why}")
+
+
+_CONSISTENCY_FIELD = re.compile(r"Model consistency error: (?:model not consistent: )?(?:md\.)?"
+                                r"([A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)+)")
+
+
+def _pyissm_consistency(md: Any, solution: str) -> None:
+    """Run pyISSM's ``is_model_self_consistent`` for ``solution`` and leave ``md.private`` as it was.
+
+    Only for pyISSM models (objects with ``model_class_names`` and ``check_message``); pyISSM's messages,
+    printed to stdout, become the :class:`ModelInputError` message.
+    """
+    private = getattr(md, "private", None)
+    if private is None or not callable(getattr(md, "model_class_names", None)) \
+            or not callable(getattr(md, "check_message", None)):
+        return
+    try:
+        from pyissm.model.execute import is_model_self_consistent
+    except ImportError:  # pragma: no cover - pyissm is a dependency
+        return
+    saved = {k: getattr(private, k) for k in ("solution", "isconsistent") if hasattr(private, k)}
+    out = io.StringIO()
+    try:
+        private.solution = solution
+        with contextlib.redirect_stdout(out):
+            is_model_self_consistent(md)
+    except Exception as exc:  # noqa: BLE001 - pyISSM raises RuntimeError (or anything) after printing why
+        messages = out.getvalue().strip() or f"{type(exc).__name__}: {exc}"
+        m = _CONSISTENCY_FIELD.search(messages)
+        field = f"md.{m.group(1)}" if m else "md"
+        raise ModelInputError(field, f"a model that passes pyISSM's consistency check for {solution} "
+                                     f"(check_consistency=False skips that check)",
+                              messages.replace("\n", "; ")) from None
+    finally:
+        for k, v in saved.items():
+            setattr(private, k, v)
+
+
+def _runtime_name(md: Any, runtime_name: bool) -> str:
+    name = str(getattr(getattr(md, "miscellaneous", None), "name", "") or "")
+    if not runtime_name:
+        return name
+    now = datetime.datetime.now()
+    return f"{name}-{now:%m-%d-%Y-%H-%M-%S}-{os.getpid()}"
+
+
+def solve(md: Any, solution_string: str, *, solver: str | Solver | None = None, device: Any = None,
+          batch: bool = False, check_consistency: bool = True, restart: Any = None, load_only: bool = False,
+          no_log: bool = False, runtime_name: bool = True, registry: SolverRegistry | None = None,
+          **options: Any) -> Any:
+    """Solve an ISSM model with an issm-emulator backend, like ``pyissm.model.execute.solve``.
+
+    Parameters
+    ----------
+    md : pyissm.model.Model
+        The model (any object with pyISSM's attribute paths). Only read until the solve succeeded.
+    solution_string : str
+        ``'Transient'``/``'tr'``/``'TransientSolution'`` or ``'Stressbalance'``/``'sb'``/
+        ``'StressbalanceSolution'`` (case-insensitive).
+    solver : str or Solver, optional
+        Registered solver name (:func:`issm_emulator.available_solvers`) or a backend instance; default
+        the first registered of ``'egcn'``, ``'fem'``.
+    device : str or torch.device, optional
+        ``None``: CUDA when the backend supports it and it is available, else CPU.
+    batch, restart, load_only
+        pyISSM's cluster options. They have no meaning without ISSM's executable: any value other than
+        the default (False, None, False) raises :class:`UnsupportedOptionError`.
+    check_consistency : bool
+        True (default): also run pyISSM's own ``is_model_self_consistent`` (for pyISSM models), as
+        pyISSM's solve does. False skips only that check: the fields the solver uses are always
+        validated by :func:`issm_emulator.issm.adapter.read_model`, so nothing safety-critical is skipped.
+    no_log : bool
+        True leaves ``outlog`` empty (pyISSM: do not load the logs).
+    runtime_name : bool
+        As pyISSM: ``md.private.runtimename`` becomes ``<md.miscellaneous.name>-<date>-<pid>`` (True) or
+        ``md.miscellaneous.name`` (False).
+    registry : SolverRegistry, optional
+        Where ``solver`` names are looked up (default: the process-wide registry of installed plugins).
+    **options
+        Passed to the backend's ``solve`` (unknown ones are rejected by the backend).
+
+    Returns
+    -------
+    md
+        The same object, with ``md.results.<Solution>`` filled (pyISSM's ``results.solution``; ISSM's user
+        units) and ``md.private.solution`` set. On any error ``md`` is left exactly as it was.
+
+    Raises
+    ------
+    UnknownSolutionError, UnsupportedOptionError, UnknownSolverError, ModelInputError, SolverError
+    """
+    if batch:
+        _reject("batch", batch, "there is no cluster job to queue; the solve runs in this process")
+    if restart is not None:
+        _reject("restart", restart, "a surrogate keeps no ISSM execution directory to restart from")
+    if load_only:
+        _reject("load_only", load_only, "there are no ISSM output files to load; call solve without it")
+    solution = parse_solution(solution_string)
+
+    if isinstance(solver, Solver):
+        backend, solver_name = solver, solver.name or type(solver).__name__
+    elif solver is None or isinstance(solver, str):
+        reg = registry if registry is not None else get_registry()
+        solver_name = reg.default_name() if solver is None else solver
+        backend = reg.get(solver_name)
+    else:
+        raise TypeError(f"solver: expected a registered solver name or a Solver instance, got "
+                        f"{type(solver).__name__}")
+    if solution not in tuple(backend.solutions):
+        raise UnknownSolutionError(f"solver {solver_name!r} does not implement {solution}; it implements "
+                                   f"{', '.join(backend.solutions) or 'nothing'}")
+    dev = resolve_device(device, backend)
+
+    from issm_emulator.issm.adapter import read_model
+    from issm_emulator.issm.results import fill_results
+
+    state = read_model(md, solution)
+    if check_consistency:
+        _pyissm_consistency(md, solution)
+
+    t0 = time.perf_counter()
+    result = backend.solve(state, solution, device=dev, **options)
+    wall = time.perf_counter() - t0
+    if not isinstance(result, SolverResult):
+        raise SolverError(f"solver {solver_name!r} returned {type(result).__name__}, expected a SolverResult")
+    if result.solution != solution:
+        raise SolverError(f"solver {solver_name!r} returned a {result.solution!r} for a {solution} request")
+    info = {"solver": solver_name, "solver_version": str(backend.version), "device": dev,
+            "wall_time_s": round(wall, 6)}
+    result = SolverResult(result.solution, result.steps, {**info, **result.info})
+
+    runtimename = _runtime_name(md, runtime_name)
+    fill_results(md, result, state.yts, log=not no_log)  # builds everything first, then assigns
+    private = getattr(md, "private", None)
+    if private is not None and hasattr(private, "runtimename"):
+        private.runtimename = runtimename
+    return md

@@ -1,0 +1,205 @@
+"""The ``issm-emulator`` command line.
+
+``issm-emulator solvers`` lists the registered solver backends; ``issm-emulator inspect`` builds (or loads)
+a pyISSM model and prints what issm-emulator reads from it; ``issm-emulator demo`` (the README's main job)
+does both for ISSM's square ice shelf. New sub-commands are added with
+``@main.command()`` in this module (or ``main.add_command`` from another one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Any
+
+import click
+import numpy as np
+
+from issm_emulator import __version__
+from issm_emulator.errors import IssmEmulatorError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="issm-emulator")
+def main() -> None:
+    """issm-emulator: a GNN surrogate and a reference finite-element solver for ISSM models."""
+
+
+# --------------------------------------------------------------------------------------------- solvers
+@main.command("solvers")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def solvers_command(as_json: bool) -> None:
+    """List the registered solvers (name, version, description, devices)."""
+    from issm_emulator.plugins.manager import available_solvers, default_solver_name
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        rows = available_solvers()
+    try:
+        default = default_solver_name()
+    except IssmEmulatorError:
+        default = None
+    if as_json:
+        click.echo(json.dumps([{**r, "devices": list(r["devices"]), "solutions": list(r["solutions"]),
+                                "default": r["name"] == default} for r in rows], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="issm-emulator solvers")
+    for col in ("name", "version", "description", "devices", "solutions", "plugin"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        name = f"{r['name']} (default)" if r["name"] == default else r["name"]
+        table.add_row(name, r["version"], r["description"], ", ".join(r["devices"]),
+                      ", ".join(r["solutions"]), r["plugin"])
+    _console().print(table)
+
+
+# --------------------------------------------------------------------------------------------- inspect
+def _range(values: Any, scale: float = 1.0, unit: str = "") -> str:
+    arr = np.asarray(values, dtype=float) * scale
+    if arr.size == 0:
+        return "empty"
+    finite = arr[np.isfinite(arr)]
+    suffix = f" {unit}" if unit else ""
+    if finite.size == 0:
+        return "all NaN"
+    lo, hi = float(finite.min()), float(finite.max())
+    text = f"{lo:.6g}{suffix}" if lo == hi else f"{lo:.6g} .. {hi:.6g}{suffix}"
+    if finite.size < arr.size:
+        text += f" ({arr.size - finite.size} NaN)"
+    return text
+
+
+def _forcing(f: Any, yts: float, unit: str = "m/yr") -> str:
+    text = _range(f.values, yts, unit)
+    if f.is_transient:
+        t = np.asarray(f.times) / yts
+        text += f"; time series, {t.size} stamps {t[0]:.6g} .. {t[-1]:.6g} yr"
+    return text
+
+
+def describe_state(state: Any) -> list[tuple[str, str, str]]:
+    """What issm-emulator reads from a model, as ``(section, item, value)`` rows in ISSM's user units."""
+    yts = state.yts
+    m, g, mk = state.mesh, state.geometry, state.masks
+    rows: list[tuple[str, str, str]] = []
+
+    def add(section: str, item: str, value: Any) -> None:
+        rows.append((section, item, str(value)))
+
+    add("mesh", "vertices / elements", f"{m.numberofvertices} / {m.numberofelements}")
+    add("mesh", "x", _range(m.x, 1.0, "m"))
+    add("mesh", "y", _range(m.y, 1.0, "m"))
+    add("mesh", "boundary vertices", int(np.count_nonzero(m.vertexonboundary)))
+    add("geometry", "thickness", _range(g.thickness, 1.0, "m"))
+    add("geometry", "surface", _range(g.surface, 1.0, "m"))
+    add("geometry", "base", _range(g.base, 1.0, "m"))
+    add("geometry", "bed", _range(g.bed, 1.0, "m"))
+    ocean, ice = np.asarray(mk.ocean_levelset), np.asarray(mk.ice_levelset)
+    add("masks", "grounded / floating vertices",
+        f"{int(np.count_nonzero(ocean > 0))} / {int(np.count_nonzero(ocean < 0))}")
+    add("masks", "ice / ice-free / front vertices",
+        f"{int(np.count_nonzero(ice < 0))} / {int(np.count_nonzero(ice > 0))} / {int(np.count_nonzero(ice == 0))}")
+    add("velocity", "initial speed", _range(np.hypot(state.vx, state.vy), yts, "m/yr"))
+    mat = state.materials
+    add("materials", "rho_ice / rho_water", f"{mat.rho_ice:g} / {mat.rho_water:g} kg/m^3")
+    add("materials", "rheology_B", _range(mat.rheology_B, 1.0, "Pa s^(1/n)"))
+    add("materials", "rheology_n", _range(mat.rheology_n))
+    fr = state.friction
+    add("friction", "law", fr.law)
+    for name, arr in fr.fields.items():
+        add("friction", name, _range(arr))
+    add("forcings", "smb", _forcing(state.smb, yts))
+    bf = state.basalforcings
+    add("forcings", "basal forcing", bf.kind)
+    add("forcings", "grounded-ice melt", _forcing(bf.groundedice_melting_rate, yts))
+    if bf.floatingice_melting_rate is not None:
+        add("forcings", "floating-ice melt", _forcing(bf.floatingice_melting_rate, yts))
+    add("forcings", "calving law", state.calving.law)
+    add("forcings", "frontal melting rate", _forcing(state.frontal_meltingrate, yts))
+    sb = state.stressbalance
+    add("settings", "spcvx / spcvy set", f"{int(np.count_nonzero(np.isfinite(sb.spcvx)))} / "
+                                         f"{int(np.count_nonzero(np.isfinite(sb.spcvy)))} vertices")
+    add("settings", "restol / reltol / abstol / maxiter",
+        f"{sb.restol:g} / {sb.reltol:g} / {sb.abstol * yts:g} m/yr / {sb.maxiter}")
+    ts = state.timestepping
+    add("settings", "time", f"{ts.start_time / yts:g} .. {ts.final_time / yts:g} yr, dt {ts.time_step / yts:g} yr")
+    tr = state.transient
+    add("settings", "transient flags", f"smb {tr.issmb}, masstransport {tr.ismasstransport}, stressbalance "
+                                       f"{tr.isstressbalance}, groundingline {tr.isgroundingline}, "
+                                       f"movingfront {tr.ismovingfront}")
+    add("settings", "grounding line", state.groundingline.migration)
+    add("settings", "requested outputs", ", ".join(state.requested_outputs))
+    add("settings", "output frequency", state.output_frequency)
+    add("settings", "yts", f"{yts:g} s")
+    return rows
+
+
+def _build_default_model(resolution: float) -> Any:
+    from issm_emulator.scenarios.square import square_shelf
+
+    return square_shelf(resolution)
+
+
+@main.command("inspect")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="A pyISSM model saved with pyissm.model.io.save_model (NetCDF). "
+                   "Default: ISSM's square ice shelf built in Python.")
+@click.option("--resolution", type=float, default=50e3, show_default=True,
+              help="Mesh resolution (m) of the default square ice shelf.")
+@click.option("--solution", default="Transient", show_default=True,
+              help="Solution to validate the model for (ISSM names: Transient/tr, Stressbalance/sb).")
+def inspect_command(model_path: str | None, resolution: float, solution: str) -> None:
+    """Build (or load) a pyISSM model and print what issm-emulator sees in it."""
+    from issm_emulator.issm.adapter import read_model
+    from issm_emulator.issm.solutions import parse_solution
+
+    try:
+        full = parse_solution(solution)
+        if model_path:
+            from contextlib import redirect_stdout
+            from io import StringIO
+
+            from pyissm.model.io import load_model
+
+            with warnings.catch_warnings(), redirect_stdout(StringIO()):
+                warnings.simplefilter("ignore")
+                md = load_model(model_path)
+            source = model_path
+        else:
+            md = _build_default_model(resolution)
+            source = f"square ice shelf (issm_emulator.scenarios.square.square_shelf, {resolution:g} m)"
+        state = read_model(md, full)
+    except IssmEmulatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    from rich.table import Table
+
+    table = Table(title=f"{full}: {source}")
+    for col in ("section", "item", "value"):
+        table.add_column(col, overflow="fold")
+    last = None
+    for section, item, value in describe_state(state):
+        table.add_row(section if section != last else "", item, value)
+        last = section
+    _console().print(table)
+
+
+@main.command("demo")
+@click.pass_context
+def demo_command(ctx: click.Context) -> None:
+    """The main job (for now): list the solvers, then inspect ISSM's square ice shelf."""
+    ctx.invoke(solvers_command, as_json=False)
+    ctx.invoke(inspect_command, model_path=None, resolution=50e3, solution="Transient")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
