@@ -1,4 +1,5 @@
-"""``fem`` against ISSM's own archives for the transient tests 208, 292, 293, 424, 491, 2425 and 423.
+"""``fem`` against ISSM's own archives for the transient tests 208, 292, 293, 424, 425, 491, 2425
+and 423.
 
 Each case is rebuilt with :func:`issm_emulator.validation.cases.build_case`, solved through
 ``issm_emulator.solve(md, solution, solver='fem')`` and compared record by record with ``Archive<n>.arch``.
@@ -32,9 +33,6 @@ def _check(n: int, variant: str | None = None) -> list[str]:
     sol = md.results.TransientSolution
     failures = []
     for record, label, step, output, ref, _issm_tol in archive_fields(n, variant):
-        if output.endswith("Scaled"):
-            # needs md.mesh.scale_factor, which ModelState does not carry yet (ModelState.extras)
-            continue
         value = getattr(sol.steps[step - 1], output)
         err = relative_l2(ref, value)
         tol = TOL.get(output, DEFAULT_TOL)
@@ -44,7 +42,7 @@ def _check(n: int, variant: str | None = None) -> list[str]:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("n", [208, 292, 293, 424, 491])
+@pytest.mark.parametrize("n", [208, 292, 293, 424, 425, 491])
 def test_transient_matches_issm_archive(issm_data_dir, n):
     failures = _check(n)
     assert not failures, "\n".join(failures)

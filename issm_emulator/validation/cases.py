@@ -41,6 +41,7 @@ CASES: dict[int, str] = {
     401: "SquareSheetShelfStressSSA2d",
     423: "RoundSheetShelfGLMigrationSSA2d",
     424: "SquareSheetShelfGroundingLine2dAggressive",
+    425: "SquareSheetShelfGroundingLine2dSoft",
     491: "SquareSheetShelfTranMeltArtDiff",
     806: "SquareShelfLevelsetCalvingSSA2dLevermann",
     807: "SquareShelfLevelsetMeltingSSA2d",
@@ -370,7 +371,7 @@ def build_case(n: int, variant: str | None = None) -> tuple[Any, str]:
                 else "SubelementFriction2"
         return md, "Transient"
 
-    if n == 424:
+    if n in (424, 425):
         md = _sheet_shelf()
         nv = nv_of(md)
         md.initialization.vx, md.initialization.vy = np.zeros(nv), np.zeros(nv)
@@ -386,6 +387,12 @@ def build_case(n: int, variant: str | None = None) -> tuple[Any, str]:
                                           "GroundedAreaScaled", "FloatingAreaScaled"]
         md.mesh.scale_factor = 1.1 * np.ones(nv)
         md.groundingline.migration = "AggressiveMigration"
+        if n == 425:  # 424 with soft migration, a thicker slab and strong ablation; default outputs only
+            md.geometry.thickness = 1300.0 * np.ones(nv)
+            md.geometry.surface = md.geometry.base + md.geometry.thickness
+            md.smb.mass_balance = -150.0 * np.ones(nv)
+            md.transient.requested_outputs = ["default"]
+            md.groundingline.migration = "SoftMigration"
         return md, "Transient"
 
     if n == 2425:
@@ -527,6 +534,10 @@ def _spec(n: int) -> list[tuple[str, str, int | None, float, str]]:
             ("IceVolumeAboveFloatationScaled", "IceVolumeAboveFloatationScaled"),
             ("GroundedArea", "GroundedArea"), ("GroundedAreaScaled", "GroundedAreaScaled"),
             ("FloatingArea", "FloatingArea"), ("FloatingAreaScaled", "FloatingAreaScaled")]], 3)
+    elif n == 425:
+        rows = _steps([(f, o, (1e-13,)) for f, o in [
+            ("Bed", "Base"), ("Surface", "Surface"), ("Thickness", "Thickness"),
+            ("Floatingice", "MaskOceanLevelset")]], 3)
     elif n == 491:
         rows = _steps([(f, f, (2e-13,)) for f in ["Vx", "Vy", "Vel"]]
                       + [(f, o, (1e-13,)) for f, o in [
