@@ -203,3 +203,10 @@ def demo_command(ctx: click.Context) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# Commands defined next to the code they drive.
+from issm_emulator.datasets.cli import generate, info  # noqa: E402
+
+main.add_command(generate)
+main.add_command(info)
