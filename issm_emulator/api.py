@@ -66,11 +66,63 @@ _CONSISTENCY_FIELD = re.compile(r"Model consistency error: (?:model not consiste
                                 r"([A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)+)")
 
 
+_DEFINITION_STRINGS = tuple(f"Outputdefinition{i}" for i in range(1, 100))  # as pyISSM's check
+
+
+def _gate_in_memory(d: Any) -> bool:
+    """A ``massfluxatgate`` definition whose gate travels with it (``.profile`` or ``.segments``) and whose
+    ``profilename`` names no file."""
+    import numpy as np
+
+    if type(d).__name__ != "massfluxatgate":
+        return False
+    name = getattr(d, "profilename", None)
+    if isinstance(name, str) and name and os.path.isfile(name):
+        return False
+    if getattr(d, "profile", None) is not None:
+        return True
+    seg = getattr(d, "segments", None)
+    try:
+        arr = np.asarray(seg, dtype=float)
+    except (TypeError, ValueError):
+        return seg is not None
+    return arr.size > 1 or (arr.size == 1 and not np.isnan(arr.ravel()[0]))
+
+
+def _split_gates(md: Any) -> tuple[Any, list[Any] | None]:
+    """``(md.outputdefinition, the definitions pyISSM should check)``, or ``(None, None)`` when there is
+    no in-memory flux gate. The in-memory gates get pyISSM's checks here, except its file test."""
+    od = getattr(md, "outputdefinition", None)
+    defs = getattr(od, "definitions", None)
+    if not isinstance(defs, list) or not any(_gate_in_memory(d) for d in defs):
+        return None, None
+    keep = []
+    for k, d in enumerate(defs):
+        if not _gate_in_memory(d):
+            keep.append(d)
+            continue
+        path = f"md.outputdefinition.definitions[{k}]"
+        for attr in ("name", "profilename"):
+            if not isinstance(getattr(d, attr, None), str):
+                raise ModelInputError(f"{path}.{attr}", "a string", repr(getattr(d, attr, None)))
+        if getattr(d, "definitionstring", None) not in _DEFINITION_STRINGS:
+            raise ModelInputError(f"{path}.definitionstring", "one of 'Outputdefinition1' ... "
+                                  "'Outputdefinition99'", repr(getattr(d, "definitionstring", None)))
+    return od, keep
+
+
 def _pyissm_consistency(md: Any, solution: str) -> None:
     """Run pyISSM's ``is_model_self_consistent`` for ``solution`` and leave ``md.private`` as it was.
 
     Only for pyISSM models (objects with ``model_class_names`` and ``check_message``); pyISSM's messages,
     printed to stdout, become the :class:`ModelInputError` message.
+
+    Flux gates (``massfluxatgate`` output definitions) that carry their gate in memory (``.profile`` or
+    ``.segments``, read by :func:`issm_emulator.issm.adapter.read_model`) while ``profilename`` names no
+    file are checked here instead of by pyISSM: pyISSM's check requires the ``.exp`` file, which ISSM only
+    needs to compute the segments when it writes its input file. They get pyISSM's other checks (string
+    ``name`` and ``profilename``, ``definitionstring`` in ``Outputdefinition1..99``) and are hidden from
+    pyISSM's check for its duration (``md.outputdefinition.definitions`` is restored afterwards).
     """
     private = getattr(md, "private", None)
     if private is None or not callable(getattr(md, "model_class_names", None)) \
@@ -81,8 +133,12 @@ def _pyissm_consistency(md: Any, solution: str) -> None:
     except ImportError:  # pragma: no cover - pyissm is a dependency
         return
     saved = {k: getattr(private, k) for k in ("solution", "isconsistent") if hasattr(private, k)}
+    od, keep = _split_gates(md)
+    all_defs = od.definitions if od is not None else None
     out = io.StringIO()
     try:
+        if od is not None:
+            od.definitions = keep
         private.solution = solution
         with contextlib.redirect_stdout(out):
             is_model_self_consistent(md)
@@ -96,6 +152,8 @@ def _pyissm_consistency(md: Any, solution: str) -> None:
     finally:
         for k, v in saved.items():
             setattr(private, k, v)
+        if od is not None:
+            od.definitions = all_defs
 
 
 def _runtime_name(md: Any, runtime_name: bool) -> str:

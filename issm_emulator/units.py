@@ -35,6 +35,7 @@ from issm_emulator.state import YTS_DEFAULT
 
 __all__ = [
     "CF_UNITS",
+    "CF_UNIT_PATTERNS",
     "Q_",
     "SI_TO_ISSM_FACTOR",
     "YTS_DEFAULT",
@@ -214,9 +215,44 @@ def to_issm(value: Any, unit_issm: str, *, field: str, yts: float | None = None)
 _RATE = "m yr^-1"
 _MASS_FLUX = "Gt yr^-1"
 
+#: Output families that ISSM numbers, looked up by pattern in :data:`CF_UNITS`: ``MassFlux<N>`` are the flux
+#: gates of test 101 (``massfluxatgate`` output definitions), reported in kg/s, which ISSM does not convert.
+CF_UNIT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"MassFlux[0-9]+"), "kg s^-1"),
+)
+
+
+class _OutputUnits(dict):
+    """A dict of output name -> unit that also answers for the names of :data:`CF_UNIT_PATTERNS`
+    (``in``, ``[]`` and ``get``); iterating it lists the explicit names only."""
+
+    def _pattern_unit(self, name: object) -> str | None:
+        if isinstance(name, str):
+            for pattern, unit in CF_UNIT_PATTERNS:
+                if pattern.fullmatch(name):
+                    return unit
+        return None
+
+    def __missing__(self, name: str) -> str:
+        unit = self._pattern_unit(name)
+        if unit is None:
+            raise KeyError(name)
+        return unit
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or self._pattern_unit(name) is not None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
 #: Units of ISSM's outputs as ISSM reports them to the user (``md.results``), written so that both
 #: UDUNITS (CF) and pint (any registry, hence pint-xarray) read them. Level sets are distance-like (m).
-CF_UNITS: dict[str, str] = {
+#: Besides the names listed, ``MassFlux<N>`` (any N) is known through :data:`CF_UNIT_PATTERNS`.
+CF_UNITS: dict[str, str] = _OutputUnits({
     # coordinates and bookkeeping of a results step
     "x": "m",
     "y": "m",
@@ -270,13 +306,14 @@ CF_UNITS: dict[str, str] = {
     "TotalGroundedBmbScaled": _MASS_FLUX,
     # solver diagnostics
     "StressbalanceConvergenceNumSteps": "1",
-}
+})
 
 
 def SI_TO_ISSM_FACTOR(name: str, yts: float | None = None) -> float:
     """Factor ``f`` such that ``value_issm = f * value_si`` for ISSM output ``name`` (see :data:`CF_UNITS`).
 
-    m/s -> m/yr: ``f = yts``; kg/s -> Gt/yr: ``f = yts / 1e12``; yr: ``f = 1 / yts``; m, Pa, m^3: 1.
+    m/s -> m/yr: ``f = yts``; kg/s -> Gt/yr: ``f = yts / 1e12``; yr: ``f = 1 / yts``; m, Pa, m^3 and the
+    flux gates ``MassFlux<N>`` (kg/s): 1.
 
     Raises
     ------

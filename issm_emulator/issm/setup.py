@@ -23,6 +23,7 @@ __all__ = [
     "contour_points_inside",
     "flag_elements",
     "interp_from_mesh_to_mesh2d",
+    "mesh_profile_intersection",
     "paterson",
     "round_mesh",
     "set_ice_sheet_bc",
@@ -611,3 +612,77 @@ def interp_from_mesh_to_mesh2d(index: Any, x: Any, y: Any, data: Any, xq: Any, y
             w = s_[np.arange(q.size), k]
             out[q] = (1.0 - w)[:, None] * d2[be[k, 0]] + w[:, None] * d2[be[k, 1]]
     return out[:, 0] if squeeze else out
+
+
+# ----------------------------------------------------------------------------------------------------
+# flux gates
+# ----------------------------------------------------------------------------------------------------
+def mesh_profile_intersection(elements: np.ndarray, x: np.ndarray, y: np.ndarray, contour: Any,
+                              eps: float = 1e-10) -> np.ndarray:
+    """Cut a polyline at element edges (ISSM's ``MeshProfileIntersection``).
+
+    Each polyline segment ``P(t) = p + t d`` (0 <= t <= 1) is clipped against every triangle whose bounding
+    box it meets: inside edge ``i`` of a counter-clockwise triangle means ``cross(e_i, P(t) - a_i) >= 0``,
+    a half-line in ``t``; the piece in the triangle is the intersection of the three.
+
+    Parameters
+    ----------
+    elements : (ne, 3) 1-based counter-clockwise triangles (ISSM's ``md.mesh.elements``)
+    x, y : (nv,) vertex coordinates
+    contour : dict with ``x``, ``y`` (polyline points, in order; e.g. one contour of
+        :func:`~issm_emulator.issm.formats.read_exp`)
+    eps : relative length below which a piece is dropped
+
+    Returns
+    -------
+    (npieces, 5) float array ``[x1, y1, x2, y2, element]`` (element 1-based, as ISSM), pieces in polyline
+    order and, within a polyline segment, ordered along it. A piece lying on an edge shared by two elements
+    is kept once (for the lower element number).
+    """
+    el0 = np.asarray(elements, dtype=np.int64) - 1
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    ax, ay = x[el0], y[el0]                   # (ne, 3)
+    bx, by = np.roll(ax, -1, axis=1), np.roll(ay, -1, axis=1)
+    ex, ey = bx - ax, by - ay                 # edge vectors (counter-clockwise)
+    elen = np.hypot(ex, ey)
+    xmin, xmax, ymin, ymax = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
+    slack = eps * elen.max(axis=1)
+    px = np.asarray(contour["x"], float).ravel()
+    py = np.asarray(contour["y"], float).ravel()
+    rows = []
+    for k in range(px.size - 1):  # polyline segments (a gate has few); the elements are vectorised
+        p = np.array([px[k], py[k]])
+        d = np.array([px[k + 1] - px[k], py[k + 1] - py[k]])
+        length = float(np.hypot(*d))
+        if length == 0:
+            continue
+        near = np.flatnonzero((xmax + slack >= min(px[k], px[k + 1])) & (xmin - slack <= max(px[k], px[k + 1]))
+                              & (ymax + slack >= min(py[k], py[k + 1])) & (ymin - slack <= max(py[k], py[k + 1])))
+        if near.size == 0:
+            continue
+        # f0 + t f1 >= 0 inside edge i
+        f0 = ex[near] * (p[1] - ay[near]) - ey[near] * (p[0] - ax[near])
+        f1 = ex[near] * d[1] - ey[near] * d[0]
+        tol = eps * elen[near] * length
+        parallel = np.abs(f1) <= tol
+        ok = ~(parallel & (f0 < -tol)).any(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -f0 / f1
+        t_lo = np.max(np.where(~parallel & (f1 > 0), t, 0.0), axis=1, initial=0.0)
+        t_hi = np.min(np.where(~parallel & (f1 < 0), t, 1.0), axis=1, initial=1.0)
+        keep = ok & (t_hi - t_lo > eps)
+        idx = near[keep]
+        if idx.size == 0:
+            continue
+        t0, t1 = t_lo[keep], t_hi[keep]
+        order = np.lexsort((idx, t0))  # along the segment, then by element number
+        idx, t0, t1 = idx[order], t0[order], t1[order]
+        # a piece on a shared edge appears for both neighbours: keep the first (lower) element
+        key = np.round(np.column_stack([t0, t1]) / eps).astype(np.int64)
+        _, first = np.unique(key, axis=0, return_index=True)
+        sel = np.sort(first)
+        idx, t0, t1 = idx[sel], t0[sel], t1[sel]
+        rows.append(np.column_stack([p[0] + t0 * d[0], p[1] + t0 * d[1], p[0] + t1 * d[0], p[1] + t1 * d[1],
+                                     idx + 1.0]))
+    return np.vstack(rows) if rows else np.zeros((0, 5))

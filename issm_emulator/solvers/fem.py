@@ -9,7 +9,9 @@ One transient step (ISSM's ``transient_core``), from time ``t`` to ``t + dt``:
 4. basal melt (:mod:`issm_emulator.physics.melt`) from the geometry at the start of the step, mass
    transport and the hydrostatic geometry update (:mod:`issm_emulator.physics.masstransport`);
 5. grounding-line migration (:mod:`issm_emulator.physics.groundingline`);
-6. outputs, every ``md.settings.output_frequency`` steps, at the first and at the last step.
+6. outputs, every ``md.settings.output_frequency`` steps, at the first and at the last step; flux gates
+   (``MassFlux<N>``, :func:`issm_emulator.physics.diagnostics.mass_flux`) use the thickness at the end of
+   the step and the step's velocities, as ISSM's outputs do.
 
 Time stepping: ``t <- t + dt`` while ``t < final_time - yts eps``; a last step that would pass
 ``final_time`` is shortened to end on it.
@@ -133,6 +135,7 @@ class FEMSolver(Solver):
         requested = [n for n in state.requested_outputs if n != "default"]
         if any(n in _STRESS_OUTPUTS for n in requested):
             out.update(self._deviatoric(state, pmesh, res.vx, res.vy))
+        out.update(_mass_fluxes(state, pmesh, requested, g.thickness, res.vx, res.vy))
         _warn_unsupported([n for n in requested if n not in _STRESS_OUTPUTS and n not in out])
         return SolverResult(STRESSBALANCE, [out], {"stressbalance_iterations": [int(res.niter)],
                                                    "converged": [bool(res.converged)]})
@@ -172,8 +175,9 @@ class FEMSolver(Solver):
                 warnings.warn(f"solver 'fem': {', '.join(dropped)} need md.mesh.scale_factor, which the model "
                               "state does not carry; these outputs are skipped", stacklevel=3)
                 scalars = [n for n in scalars if n not in dropped]
+        gates = state.extras.get("mass_flux_gates", {})
         _warn_unsupported([n for n in requested if n not in scalars and n not in _VECTOR_OUTPUTS
-                           and n not in _STRESS_OUTPUTS and not n.endswith("Scaled")])
+                           and n not in _STRESS_OUTPUTS and not n.endswith("Scaled") and n not in gates])
         want_fmb = "BasalforcingsFloatingiceMeltingRate" in requested
 
         out_steps: list[dict[str, Any]] = []
@@ -263,12 +267,21 @@ class FEMSolver(Solver):
                         rho_ice=rho_i, rho_water=rho_w, scale_factor=scale_factor)
                     for name in scalars:
                         out[name] = diagnostics.compute(name, pmesh, d)
+                out.update(_mass_fluxes(state, pmesh, requested, H, vx, vy))
                 out_steps.append(out)
                 timings["outputs"] += _time.perf_counter() - c
             bar.update(1)
         bar.close()
         info = {"nsteps": nsteps, "stressbalance_iterations": niters, "timings_s": timings}
         return SolverResult(TRANSIENT, out_steps, info)
+
+
+def _mass_fluxes(state: ModelState, pmesh: P1Mesh, requested: list[str], thickness: np.ndarray,
+                 vx: np.ndarray, vy: np.ndarray) -> dict[str, float]:
+    """The requested flux-gate outputs (``massfluxatgate`` definitions read by the adapter), kg/s."""
+    gates = state.extras.get("mass_flux_gates", {})
+    return {name: diagnostics.mass_flux(pmesh, gates[name], thickness, vx, vy, state.materials.rho_ice)
+            for name in requested if name in gates}
 
 
 def _warn_unsupported(names: list[str]) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import data
 from ..issm.formats import read_arch
-from ..issm.setup import paterson, round_mesh, set_mask, triangle_mesh
+from ..issm.setup import mesh_profile_intersection, paterson, round_mesh, set_mask, triangle_mesh
 from ..scenarios.square import new_model, parameterize_square
 
 __all__ = [
@@ -97,71 +97,6 @@ def mass_flux_gates() -> list[dict]:
     return [seg("MassFlux1", (2e5, 4e5), (5e5, 8e5)), seg("MassFlux2", (5e5, 8e5), (8e5, 4e5)),
             seg("MassFlux3", (2e5, 4e5), (8e5, 4e5)), _circle("MassFlux4", 3e5, 11),
             _circle("MassFlux5", 2e5, 101), _circle("MassFlux6", 4e5, 501)]
-
-
-def mesh_profile_intersection(elements: np.ndarray, x: np.ndarray, y: np.ndarray, contour: dict,
-                              eps: float = 1e-10) -> np.ndarray:
-    """Cut a polyline at element edges (ISSM's ``MeshProfileIntersection``).
-
-    Parameters
-    ----------
-    elements : (ne, 3) 1-based counter-clockwise triangles
-    x, y : vertex coordinates
-    contour : dict with ``x``, ``y`` (polyline points, in order)
-    eps : relative length below which a piece is dropped
-
-    Returns
-    -------
-    (npieces, 5) array ``[x1, y1, x2, y2, element]`` (element 1-based), pieces in polyline order and, within a
-    polyline segment, ordered along it. A piece lying on an edge shared by two elements is kept once
-    (for the lower element number).
-    """
-    el0 = np.asarray(elements, dtype=np.int64) - 1
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    ax, ay = x[el0], y[el0]                   # (ne, 3)
-    bx, by = np.roll(ax, -1, axis=1), np.roll(ay, -1, axis=1)
-    ex, ey = bx - ax, by - ay                 # edge vectors (counter-clockwise)
-    px, py = np.asarray(contour["x"], float), np.asarray(contour["y"], float)
-    rows = []
-    for k in range(px.size - 1):
-        p = np.array([px[k], py[k]])
-        d = np.array([px[k + 1] - px[k], py[k + 1] - py[k]])
-        length = float(np.hypot(*d))
-        if length == 0:
-            continue
-        # inside edge i: cross(e_i, X - a_i) >= 0 with X = p + t d  ->  f0 + t f1 >= 0
-        f0 = ex * (p[1] - ay) - ey * (p[0] - ax)
-        f1 = ex * d[1] - ey * d[0]
-        scale = np.hypot(ex, ey) * length
-        tol = eps * scale
-        t_lo = np.zeros(el0.shape[0])
-        t_hi = np.ones(el0.shape[0])
-        ok = np.ones(el0.shape[0], dtype=bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for i in range(3):
-                parallel = np.abs(f1[:, i]) <= tol[:, i]
-                ok &= ~(parallel & (f0[:, i] < -tol[:, i]))
-                t = -f0[:, i] / f1[:, i]
-                up = ~parallel & (f1[:, i] > 0)
-                dn = ~parallel & (f1[:, i] < 0)
-                t_lo = np.where(up, np.maximum(t_lo, t), t_lo)
-                t_hi = np.where(dn, np.minimum(t_hi, t), t_hi)
-        keep = ok & (t_hi - t_lo > eps)
-        idx = np.flatnonzero(keep)
-        if idx.size == 0:
-            continue
-        order = np.argsort(t_lo[idx], kind="stable")
-        idx = idx[order]
-        t0, t1 = t_lo[idx], t_hi[idx]
-        # a piece on a shared edge appears for both neighbours: keep the first element
-        key = np.round(np.column_stack([t0, t1]) / eps).astype(np.int64)
-        _, first = np.unique(key, axis=0, return_index=True)
-        sel = np.sort(first)
-        idx, t0, t1 = idx[sel], t0[sel], t1[sel]
-        rows.append(np.column_stack([p[0] + t0 * d[0], p[1] + t0 * d[1], p[0] + t1 * d[0], p[1] + t1 * d[1],
-                                     idx + 1.0]))
-    return np.vstack(rows) if rows else np.zeros((0, 5))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,7 +243,9 @@ def build_case(n: int, variant: str | None = None) -> tuple[Any, str]:
         for k, g in enumerate(gates, start=1):
             m = massfluxatgate(name=g["name"], definitionstring=f"Outputdefinition{k}",
                                profilename=f"{g['name']}.exp")
-            m.profile = g  # the gate polyline (ISSM reads it from test/Exp/MassFlux<k>.exp)
+            # the gate travels with the definition (ISSM reads it from test/Exp/MassFlux<k>.exp, which the
+            # data set does not ship): issm_emulator.issm.adapter reads .profile, pyISSM keeps .segments
+            m.profile = g
             m.segments = mesh_profile_intersection(md.mesh.elements, md.mesh.x, md.mesh.y, g)
             defs.append(m)
         md.outputdefinition.definitions = defs
