@@ -265,6 +265,8 @@ CF_UNITS: dict[str, str] = _OutputUnits({
     "Vel": _RATE,
     "CalvingCalvingrate": _RATE,
     "CalvingMeltingrate": _RATE,
+    "Calvingratex": _RATE,
+    "Calvingratey": _RATE,
     "BasalforcingsFloatingiceMeltingRate": _RATE,
     "BasalforcingsGroundediceMeltingRate": _RATE,
     "SmbMassBalance": _RATE,

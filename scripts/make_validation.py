@@ -4,7 +4,10 @@ For each test of :data:`issm_emulator.validation.cases.CASES` (every run of the 
 rebuilt with ``build_case``, solved with ``issm_emulator.solve(md, solution, solver='fem', check_consistency=False)`` and each
 archived record is compared with the matching ``md.results`` field. One table per test: field, relative L2
 error, the project's tolerance (Vx/Vy/Vel 2 %, Thickness/Surface/Base 0.5 %, GroundedArea 1 %, anything else
-0.5 %), pass/fail, and ISSM's own metric (max|ref - value| / max|ref|) for information.
+0.5 %), pass/fail, and ISSM's own metric (max|ref - value| / max|ref|) for information. The moving-front
+tests (806, 807, 808) get a second table with the issue's front metrics per archived step: sign agreement of
+MaskIceLevelset (>= 98 % of the vertices), Thickness relative L2 (<= 2 %) and Vel relative L2 on the vertices
+the archive marks as ice (<= 5 %).
 
 Usage: ``python scripts/make_validation.py [--out docs/validation.md] [--tests 208 424 ...]``. ISSM data are
 found through ``issm_emulator.data`` (set ``ISSM_EMULATOR_DATA_DIR`` to ``../shared/data/issm``).
@@ -33,12 +36,34 @@ from issm_emulator.validation.cases import (
 TOL = {"Vx": 0.02, "Vy": 0.02, "Vel": 0.02, "Thickness": 0.005, "Surface": 0.005, "Base": 0.005,
        "GroundedArea": 0.01}
 DEFAULT_TOL = 0.005
+#: moving-front tests and the issue's per-step thresholds (sign agreement, Thickness, Vel on ice)
+FRONT_CASES = (806, 807, 808)
+FRONT_TOL = {"sign": 0.98, "Thickness": 0.02, "Vel": 0.05}
 
 
 def _result_step(md, solution: str, step):
     if solution.lower().startswith("stress"):
         return md.results.StressbalanceSolution  # a single pyISSM solutionstep
     return md.results.TransientSolution.steps[step - 1]
+
+
+def front_rows(n: int, md, variant: str | None) -> list[tuple]:
+    """``(step, sign agreement, Thickness error, Vel error on ice)`` per archived MaskIceLevelset step."""
+    import numpy as np
+
+    refs = {(out, step): np.asarray(ref, float).ravel()
+            for _rec, _lbl, step, out, ref, _tol in archive_fields(n, variant)}
+    rows = []
+    for (out, step), ref in sorted(refs.items(), key=lambda kv: kv[0][1]):
+        if out != "MaskIceLevelset":
+            continue
+        res = md.results.TransientSolution.steps[step - 1]
+        ice = ref < 0
+        sign = float(np.mean((np.asarray(res.MaskIceLevelset, float).ravel() < 0) == ice))
+        thk = relative_l2(refs[("Thickness", step)], res.Thickness)
+        vel = relative_l2(refs[("Vel", step)][ice], np.asarray(res.Vel, float).ravel()[ice])
+        rows.append((step, sign, thk, vel))
+    return rows
 
 
 def run_case(n: int) -> tuple[list[tuple], list[str], float]:
@@ -60,7 +85,13 @@ def run_case(n: int) -> tuple[list[tuple], list[str], float]:
                 rows.append((v, label, output, None, tol, None, issm_tol))
                 continue
             rows.append((v, label, output, relative_l2(ref, value), tol, max_relative_error(ref, value), issm_tol))
+        if n in FRONT_CASES:
+            FRONT_METRICS[n] = front_rows(n, md, v)
     return rows, notes, time.perf_counter() - t0
+
+
+#: filled by :func:`run_case` for :data:`FRONT_CASES`
+FRONT_METRICS: dict[int, list[tuple]] = {}
 
 
 def write(results: dict[int, tuple], path: Path) -> None:
@@ -90,6 +121,15 @@ def write(results: dict[int, tuple], path: Path) -> None:
                     continue
                 ok = "pass" if err <= tol else "FAIL"
                 lines.append(f"{run}| {label} | {err:.3e} | {tol:g} | {ok} | {issm_err:.2e} [{issm_tol:g}] |")
+            lines.append("")
+        if n in FRONT_METRICS:
+            lines += [(f"Moving-front metrics (issue thresholds: sign agreement >= {FRONT_TOL['sign']:.0%}, "
+                       f"Thickness <= {FRONT_TOL['Thickness']:.0%}, Vel on ice <= {FRONT_TOL['Vel']:.0%}):"), "",
+                      "| step | MaskIceLevelset sign agreement | Thickness error | Vel error on ice | pass |",
+                      "|---|---|---|---|---|"]
+            for step, sign, thk, vel in FRONT_METRICS[n]:
+                ok = sign >= FRONT_TOL["sign"] and thk <= FRONT_TOL["Thickness"] and vel <= FRONT_TOL["Vel"]
+                lines.append(f"| {step} | {sign:.2%} | {thk:.3e} | {vel:.3e} | {'pass' if ok else 'FAIL'} |")
             lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

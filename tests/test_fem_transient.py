@@ -78,13 +78,6 @@ def test_output_frequency_keeps_first_multiples_and_last():
     assert res.info["nsteps"] == 5
 
 
-def test_moving_front_is_refused():
-    md = make_square_shelf_md(4, 4)
-    md.transient.ismovingfront = 1
-    with pytest.raises(SolverError, match="moving front"):
-        FEMSolver().solve(_state(md), TRANSIENT)
-
-
 def test_options_are_checked():
     solver = FEMSolver()
     assert solver.name == "fem" and solver.devices == ("cpu",)

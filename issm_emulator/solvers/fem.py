@@ -5,7 +5,12 @@ One transient step (ISSM's ``transient_core``), from time ``t`` to ``t + dt``:
 1. SMB (prescribed ``md.smb.mass_balance``, evaluated at ``t + dt``);
 2. stress balance (SSA, :func:`issm_emulator.physics.ssa.solve_ssa`) on the geometry at the start of the
    step, warm-started from the previous velocities; ``Pressure = rho_i g H`` from that geometry;
-3. moving front (not implemented: raises :class:`~issm_emulator.errors.SolverError`);
+3. moving front (``md.transient.ismovingfront``, :func:`issm_emulator.physics.levelset.advance_front`) with
+   the step's velocities and the start-of-step thickness and base: new ``MaskIceLevelset``; velocities and
+   thickness extrapolated into the ice-free area (output ``Vx``/``Vy`` are the extrapolated ones, ``Vel``
+   the stress balance's, as ISSM archives them); elements without ice then drop out of mass transport (and
+   of the next stress balance), and vertices of no ice element get ``masstransport.min_thickness`` before
+   the geometry update;
 4. basal melt (:mod:`issm_emulator.physics.melt`) from the geometry at the start of the step, mass
    transport and the hydrostatic geometry update (:mod:`issm_emulator.physics.masstransport`);
 5. grounding-line migration (:mod:`issm_emulator.physics.groundingline`);
@@ -28,6 +33,7 @@ import numpy as np
 from issm_emulator.errors import ModelInputError, SolverDivergedError, SolverError
 from issm_emulator.physics import diagnostics, groundingline, masks, masstransport, melt
 from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.physics.levelset import advance_front, ice_free_thickness
 from issm_emulator.solvers.base import STRESSBALANCE, TRANSIENT, Solver, SolverResult, vel
 from issm_emulator.state import ModelState
 
@@ -36,6 +42,9 @@ _VECTOR_OUTPUTS = ("Vx", "Vy", "Vel", "Pressure", "Thickness", "Surface", "Base"
                    "MaskIceLevelset", "StressbalanceConvergenceNumSteps", "BasalforcingsFloatingiceMeltingRate",
                    "BasalforcingsGroundediceMeltingRate", "SmbMassBalance", "Bed")
 _STRESS_OUTPUTS = ("DeviatoricStressxx", "DeviatoricStressyy", "DeviatoricStressxy")
+#: outputs of the moving-front core (ISSM names; computed only when ``md.transient.ismovingfront``)
+_FRONT_OUTPUTS = ("CalvingCalvingrate", "CalvingMeltingrate", "Calvingratex", "Calvingratey",
+                  "StrainRateparallel", "StrainRateperpendicular", "SigmaVM")
 
 
 def time_steps(start: float, final: float, dt: float, yts: float) -> list[tuple[float, float]]:
@@ -143,9 +152,7 @@ class FEMSolver(Solver):
     # ------------------------------------------------------------------------------------------------------
     def _transient(self, state: ModelState, strict: bool, progress: bool) -> SolverResult:
         flags = state.transient
-        if flags.ismovingfront:
-            raise SolverError("solver 'fem': moving fronts (md.transient.ismovingfront = 1) are not implemented "
-                              "yet; set md.transient.ismovingfront = 0")
+        moving = bool(flags.ismovingfront)
         ts = state.timestepping
         yts = state.yts
         steps = time_steps(ts.start_time, ts.final_time, ts.time_step, yts)
@@ -177,12 +184,16 @@ class FEMSolver(Solver):
                 scalars = [n for n in scalars if n not in dropped]
         gates = state.extras.get("mass_flux_gates", {})
         _warn_unsupported([n for n in requested if n not in scalars and n not in _VECTOR_OUTPUTS
-                           and n not in _STRESS_OUTPUTS and not n.endswith("Scaled") and n not in gates])
+                           and n not in _STRESS_OUTPUTS and not n.endswith("Scaled") and n not in gates
+                           and not (moving and n in _FRONT_OUTPUTS)])
         want_fmb = "BasalforcingsFloatingiceMeltingRate" in requested
 
         out_steps: list[dict[str, Any]] = []
         niters: list[int] = []
         timings = {"stressbalance": 0.0, "masstransport": 0.0, "groundingline": 0.0, "outputs": 0.0}
+        front_killed: list[int] = []
+        if moving:
+            timings["movingfront"] = 0.0
         bar = _progress(len(steps), progress)
         residual = float("nan")
         freq = max(int(state.output_frequency), 1)
@@ -204,6 +215,29 @@ class FEMSolver(Solver):
                 if any(n in _STRESS_OUTPUTS for n in requested):
                     out.update(self._deviatoric(state, pmesh, vx, vy))
                 timings["stressbalance"] += _time.perf_counter() - c
+            # 3. moving front: new ice level set; vx, vy, H extrapolated into the ice-free area
+            if moving:
+                c = _time.perf_counter()
+                try:
+                    fu = advance_front(state, pmesh, ice_levelset=ice, vx=vx, vy=vy, thickness=H, base=b, bed=bed,
+                                       ocean_levelset=phi, dt=dt, step=k, time=t)
+                except SolverDivergedError as err:
+                    raise SolverDivergedError(
+                        f"moving front failed at step {k} (t = {t / yts:g} yr): {err}", step=k, time=t / yts,
+                        residual=residual) from err
+                ice, H, vx, vy = fu.ice_levelset, fu.thickness, fu.vx, fu.vy
+                ice_el = masks.ice_elements(elements, ice)
+                if not ice_el.any():
+                    raise SolverError(f"solver 'fem': no ice left at step {k} (t = {t / yts:g} yr): the calving "
+                                      "front has removed every ice element")
+                front_killed.append(int(fu.icebergs_removed))
+                if "Vx" in out:  # ISSM outputs the extrapolated velocities, but Vel from the stress balance
+                    out.update(Vx=vx.copy(), Vy=vy.copy())
+                out["MaskIceLevelset"] = ice.copy()
+                front_out = {"CalvingCalvingrate": fu.calving_rate, "CalvingMeltingrate": fu.frontal_melt_rate,
+                             "Calvingratex": fu.calving_rate_x, "Calvingratey": fu.calving_rate_y, **fu.extras}
+                out.update({n: np.array(front_out[n], dtype=float) for n in requested if n in front_out})
+                timings["movingfront"] += _time.perf_counter() - c
             # 4. basal melt + mass transport + geometry update
             fmb = melt.floating_melt_rate(state, t, base=b, bed=bed)
             gmb = melt.grounded_melt_rate(state, t)
@@ -223,6 +257,8 @@ class FEMSolver(Solver):
                         f"residual {residual:.3g}", step=k, time=t / yts, residual=residual) from err
                 H_old = H
                 H = mres.thickness
+                if moving:  # vertices of no ice element: masstransport.min_thickness
+                    H = ice_free_thickness(H, ice, elements, mt.min_thickness)
                 b, s = masstransport.update_geometry(
                     H, base=b, surface=s, ocean_levelset=phi, rho_ice=rho_i, rho_water=rho_w,
                     sealevel=state.sealevel, bed=bed, isgroundingline=bool(flags.isgroundingline),
@@ -253,7 +289,7 @@ class FEMSolver(Solver):
                         continue
                     extra = {"Thickness": H, "Surface": s, "Base": b, "MaskOceanLevelset": phi,
                              "Bed": bed, "SmbMassBalance": smb, "BasalforcingsGroundediceMeltingRate": gmb,
-                             "Vx": vx, "Vy": vy}.get(name)
+                             "Vx": vx, "Vy": vy, "MaskIceLevelset": ice}.get(name)
                     if extra is not None:
                         out[name] = np.array(extra, dtype=float)
                     elif name == "Vel":
@@ -273,6 +309,8 @@ class FEMSolver(Solver):
             bar.update(1)
         bar.close()
         info = {"nsteps": nsteps, "stressbalance_iterations": niters, "timings_s": timings}
+        if moving:
+            info["icebergs_removed"] = front_killed
         return SolverResult(TRANSIENT, out_steps, info)
 
 
