@@ -35,6 +35,7 @@ __version__ = "0.1.0.dev0"
 # Public functions are imported lazily so that ``import issm_emulator`` stays cheap (no torch import).
 _LAZY = {
     "solve": "issm_emulator.api",
+    "solve_ensemble": "issm_emulator.ensemble_api",
     "available_solvers": "issm_emulator.plugins.manager",
     "get_solver": "issm_emulator.plugins.manager",
     "read_model": "issm_emulator.issm.adapter",
@@ -54,7 +55,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__", "solve", "available_solvers", "get_solver", "read_model", "to_xarray", "mesh_graph",
+    "__version__", "solve", "solve_ensemble", "available_solvers", "get_solver", "read_model", "to_xarray",
+    "mesh_graph",
     "DataUnavailableError", "DuplicateSolverError", "EmulatorDivergedError", "ExtrapolationWarning",
     "IssmEmulatorError", "ModelInputError", "SolverDivergedError", "UnitError", "UnknownSolutionError",
     "UnknownSolverError", "UnsupportedOptionError",

@@ -249,14 +249,24 @@ class SolverRegistry:
         return out
 
     def default_name(self) -> str:
-        """The first of ``('egcn', 'fem')`` that is registered."""
+        """The first of ``('egcn', 'fem')`` that is registered (the built-in ``egcn`` only when its default
+        weights are bundled, see :func:`issm_emulator.weights.has_default`)."""
         specs = self.specs()
         for name in DEFAULT_SOLVER_PREFERENCE:
-            if name in specs:
+            if name in specs and _default_usable(specs[name]):
                 return name
         raise UnknownSolverError(
             f"none of the default solvers {', '.join(map(repr, DEFAULT_SOLVER_PREFERENCE))} is registered; "
             f"registered solvers: {', '.join(map(repr, specs)) or 'none'}; pass solver=<name>")
+
+
+def _default_usable(spec: SolverSpec) -> bool:
+    """A built-in emulator is a usable default only with bundled weights; other solvers always are."""
+    if spec.plugin != BUILTIN_PLUGIN or spec.name not in ("egcn", "gcn", "cnn"):
+        return True
+    from issm_emulator.weights import has_default
+
+    return has_default(spec.name, "step")
 
 
 _default_lock = threading.Lock()
@@ -309,5 +319,6 @@ def get_solver(name: str | None = None, registry: SolverRegistry | None = None) 
 
 
 def default_solver_name(registry: SolverRegistry | None = None) -> str:
-    """The first registered of ``('egcn', 'fem')``: the emulator when installed, else the FE solver."""
+    """The first registered of ``('egcn', 'fem')``: the emulator when installed with its default weights
+    (``issm_emulator/weights/egcn-step-<scenario>.pt``), else the FE solver."""
     return (registry or get_registry()).default_name()

@@ -2,6 +2,7 @@
 
 ``fem``: the reference finite-element solver (:class:`issm_emulator.solvers.fem.FEMSolver`), imported
 only when first used.
+``egcn``, ``gcn``, ``cnn``: the neural emulators (:mod:`issm_emulator.solvers.emulator`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ def _fem_factory() -> Solver:
     return FEMSolver()
 
 
+def _emulator_factory(name: str) -> Callable[[], Solver]:
+    def factory() -> Solver:
+        from issm_emulator.solvers.emulator import EMULATORS
+
+        return EMULATORS[name]()
+
+    factory.__name__ = f"_{name}_factory"
+    return factory
+
+
 @hookimpl
 def issm_emulator_solvers() -> list[tuple[str, Callable[[], Solver]]]:
     """The built-in solvers as ``(name, factory)`` pairs."""
-    return [("fem", _fem_factory)]
+    return [("fem", _fem_factory), *((name, _emulator_factory(name)) for name in ("egcn", "gcn", "cnn"))]

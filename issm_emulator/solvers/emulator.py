@@ -1,0 +1,173 @@
+"""The neural emulators as solver backends: ``egcn`` (equivariant graph network), ``gcn``, ``cnn``.
+
+``issm_emulator.solve(md, 'Transient', solver='egcn', mode='step', checkpoint=None, device=None)``:
+
+* ``mode='step'`` (default): the network gives the velocity of every time step; thickness, grounding line
+  and front advance with the fem solver's mass transport, flotation and migration
+  (:func:`issm_emulator.nn.rollout.rollout_step_many`); mass is conserved to solver precision;
+* ``mode='direct'``: every output step is predicted from the initial state, the forcing and the time
+  (:func:`issm_emulator.nn.rollout.direct_transient_many`);
+* ``StressbalanceSolution``: one forward pass of a step-mode network.
+
+``checkpoint`` is a file path, the name of a bundled checkpoint (:mod:`issm_emulator.weights`) or a
+loaded :class:`~issm_emulator.nn.checkpoint.Checkpoint`; by default the bundled
+``weights/<arch>-<mode>-<scenario>.pt``. The checkpoint's manifest is checked against the model: a missing
+input refuses the solve, a forcing parameter outside the training range warns
+(:class:`~issm_emulator.errors.ExtrapolationWarning`).
+
+Nothing here imports torch until a solve runs, so listing the solvers stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time as _time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from issm_emulator.errors import SolverError, UnsupportedOptionError
+from issm_emulator.solvers.base import STRESSBALANCE, TRANSIENT, Solver, SolverResult
+from issm_emulator.state import ModelState
+
+MODES = ("step", "direct")
+
+
+class EmulatorSolver(Solver):
+    """A trained emulator network of architecture :attr:`arch` used as a solver backend.
+
+    Options
+    -------
+    mode : ``'step'`` (default) or ``'direct'``
+    checkpoint : path, bundled name or loaded Checkpoint; default the bundled weights of ``arch`` and mode
+    batch_size : int, optional
+        Most graphs per forward pass (ensemble members in step mode, output times in direct mode);
+        default all at once.
+    progress : bool, default False
+        Show a progress bar.
+    """
+
+    arch: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    solutions: ClassVar[tuple[str, ...]] = (TRANSIENT, STRESSBALANCE)
+    _OPTIONS: ClassVar[tuple[str, ...]] = ("mode", "checkpoint", "batch_size", "progress")
+
+    def __init__(self) -> None:
+        if not self.arch:
+            raise TypeError("EmulatorSolver is abstract: use EGCNSolver, GCNSolver or CNNSolver")
+        self._cache: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------------------
+    def check_options(self, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - set(self._OPTIONS))
+        if unknown:
+            raise TypeError(f"solver {self.name!r} got unknown option(s): {', '.join(unknown)}; it accepts "
+                            f"{', '.join(self._OPTIONS)}")
+        mode = options.get("mode", "step")
+        if mode not in MODES:
+            raise UnsupportedOptionError(f"solver {self.name!r}: mode={mode!r}; expected 'step' or 'direct'")
+        bs = options.get("batch_size")
+        if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
+            raise UnsupportedOptionError(f"solver {self.name!r}: batch_size={bs!r}; expected a positive int")
+        if "progress" in options and not isinstance(options["progress"], bool):
+            raise TypeError(f"solver {self.name!r} option 'progress' must be a bool, got "
+                            f"{type(options['progress']).__name__}")
+        ck = options.get("checkpoint")
+        if ck is not None and not isinstance(ck, (str, os.PathLike)):
+            from issm_emulator.nn.checkpoint import Checkpoint
+
+            if not isinstance(ck, Checkpoint):
+                raise TypeError(f"solver {self.name!r}: checkpoint must be a path, a bundled checkpoint name or "
+                                f"a loaded Checkpoint, got {type(ck).__name__}")
+
+    def checkpoint_path(self, mode: str, checkpoint: str | os.PathLike | None) -> Path:
+        """The file of ``checkpoint`` (path or bundled name), or the bundled default of this arch and mode."""
+        from issm_emulator import weights
+
+        if checkpoint is None:
+            return weights.default_checkpoint(self.arch, mode)
+        return weights.resolve(checkpoint)
+
+    def load(self, mode: str, checkpoint: Any, device: Any) -> Any:
+        """The :class:`~issm_emulator.nn.checkpoint.Checkpoint` to run (loaded files are cached per device)."""
+        from issm_emulator.nn import rollout
+        from issm_emulator.nn.checkpoint import Checkpoint
+
+        if isinstance(checkpoint, Checkpoint):
+            return rollout.load(checkpoint, device)
+        path = self.checkpoint_path(mode, checkpoint).resolve()
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, str(device))
+        with self._lock:
+            ck = self._cache.get(key)
+            if ck is None:
+                ck = rollout.load(path, device)
+                self._cache = {k: v for k, v in self._cache.items() if k[0] != str(path)}
+                self._cache[key] = ck
+        return ck
+
+    # ------------------------------------------------------------------------------------------------------
+    def solve(self, state: ModelState, solution: str, *, device: str | None = None,
+              **options: Any) -> SolverResult:
+        return self.solve_many([state], solution, device=device, **options)[0]
+
+    def solve_many(self, states: Sequence[ModelState], solution: str, *, device: Any = None,
+                   **options: Any) -> list[SolverResult]:
+        """Solve several models on the same mesh together (one batched forward pass per step).
+
+        The states must share ``mesh.x``, ``mesh.y`` and ``mesh.elements`` (checked by
+        :func:`issm_emulator.solve_ensemble`; here the first state's mesh is used for the graph).
+        """
+        from issm_emulator.nn import rollout
+
+        self.check_options(options)
+        if solution not in self.solutions:
+            raise SolverError(f"solver {self.name!r} solves {', '.join(self.solutions)}, not {solution!r}")
+        mode = options.get("mode", "step")
+        if solution == STRESSBALANCE and mode != "step":
+            raise UnsupportedOptionError(f"solver {self.name!r}: {STRESSBALANCE} uses a step-mode network (one "
+                                         f"velocity from the current state); mode={mode!r} is not available")
+        dev = rollout.torch_device(device)
+        t0 = _time.perf_counter()
+        ckpt = self.load(mode, options.get("checkpoint"), dev)
+        kw: dict[str, Any] = {"device": dev, "batch_size": options.get("batch_size"), "arch": self.arch,
+                              "solver_name": self.name}
+        if solution == STRESSBALANCE:
+            results = rollout.stressbalance_many(ckpt, list(states), **kw)
+        elif mode == "step":
+            results = rollout.rollout_step_many(ckpt, list(states), progress=bool(options.get("progress")), **kw)
+        else:
+            results = rollout.direct_transient_many(ckpt, list(states), progress=bool(options.get("progress")),
+                                                    **kw)
+        wall = _time.perf_counter() - t0
+        source = str(ckpt.path) if ckpt.path is not None else "in-memory checkpoint"
+        for r in results:
+            r.info.update(solver=self.name, version=self.version, arch=self.arch, checkpoint=source,
+                          torch_device=str(dev), wall_time_s=wall)
+        return results
+
+
+class EGCNSolver(EmulatorSolver):
+    name: ClassVar[str] = "egcn"
+    arch: ClassVar[str] = "egcn"
+    description: ClassVar[str] = ("E(2)-equivariant graph network emulator (step mode: network velocity + FE mass "
+                                  "transport; direct mode: state at t)")
+
+
+class GCNSolver(EmulatorSolver):
+    name: ClassVar[str] = "gcn"
+    arch: ClassVar[str] = "gcn"
+    description: ClassVar[str] = "graph-convolution (GCNConv) emulator baseline"
+
+
+class CNNSolver(EmulatorSolver):
+    name: ClassVar[str] = "cnn"
+    arch: ClassVar[str] = "cnn"
+    description: ClassVar[str] = "convolutional emulator baseline on a regular grid"
+
+
+#: solver name -> class
+EMULATORS: dict[str, type[EmulatorSolver]] = {c.name: c for c in (EGCNSolver, GCNSolver, CNNSolver)}
