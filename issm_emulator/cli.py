@@ -210,3 +210,7 @@ from issm_emulator.datasets.cli import generate, info  # noqa: E402
 
 main.add_command(generate)
 main.add_command(info)
+from issm_emulator.nn.cli import evaluate_command, train_command  # noqa: E402
+
+main.add_command(train_command)
+main.add_command(evaluate_command)

@@ -22,6 +22,14 @@ options. :func:`generate_ensemble` runs one transient per value and writes
   ice_levelset        run, time, vertex   < 0 ice, > 0 no ice, 0 front (m)
   ocean_levelset      run, time, vertex   > 0 grounded, < 0 floating (m)
   IceVolume, ...      run, time           the scenario's scalar requested outputs (ISSM names)
+  vx0, vy0            run, vertex         initial velocity (md.initialization), m yr^-1
+  thickness0, ...     run, vertex         initial thickness0, surface0, base0, ice_levelset0,
+                                          ocean_levelset0 (md.geometry, md.mask), m
+  bed, rheology_B,    run, vertex         static fields (:func:`initial_fields`): bed, hardness,
+  friction_coef...                        friction coefficient, smb, floating/grounded melt rate,
+                                          spcvx, spcvy (NaN = free), at the start time
+  start_time, rho_*   run                 start time (yr), ice / sea-water density; von Mises
+                                          runs also ``calving_stress_threshold`` (Pa)
   elements            element, nodes      ``md.mesh.elements`` (1-based)
   x, y (coords)       vertex              m
   time (coord)        time                yr (the model's year, attribute ``issm_yts``)
@@ -75,6 +83,7 @@ __all__ = [
     "combine_runs",
     "ensemble_spec",
     "generate_ensemble",
+    "initial_fields",
     "mismip_plus_experiment",
     "mismip_plus_melt",
     "parse_values",
@@ -664,6 +673,14 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
         if var.dims == ("time",) and name in CF_UNITS and CF_UNITS[name] != "1" \
                 and np.issubdtype(var.dtype, np.floating):
             data[name] = (("time",), np.asarray(var.values, dtype=np.float64), dict(var.attrs))
+    from issm_emulator.issm.adapter import read_model
+
+    state = read_model(md, "Transient")  # md's inputs are not changed by the solve: the state at start_time
+    for name, (dims, arr, units, long_name) in initial_fields(state).items():
+        attrs = {"units": units, "long_name": long_name}
+        if name == "friction_coefficient":
+            attrs["friction_law"] = state.friction.law
+        data[name] = (dims, arr, attrs)
     data["elements"] = full["elements"]
     ds = xr.Dataset(data, coords={"time": full["time"], "x": full["x"], "y": full["y"]})
     ds = ds.assign_coords({spec.parameter: ((), value, _parameter_attrs(spec))})
@@ -693,6 +710,76 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
         "run_complete": 1,
     }
     return ds
+
+
+#: friction law -> (ISSM field of the basal friction coefficient, its SI unit)
+FRICTION_COEFFICIENT = {"budd": ("coefficient", "s^(1/2) m^(-1/2)"), "coulomb": ("coefficient", "s^(1/2) m^(-1/2)"),
+                        "weertman": ("C", "Pa m^(-1/m) s^(1/m)")}
+
+
+def _hardness_unit(n: Any) -> str:
+    ns = np.unique(np.asarray(n, float))
+    return f"Pa s^(1/{ns[0]:g})" if ns.size == 1 else "Pa s^(1/n)"
+
+
+def initial_fields(state: Any) -> dict[str, tuple[tuple[str, ...], np.ndarray, str, str]]:
+    """The initial state (at ``md.timestepping.start_time``) and the static fields of a run, as stored in
+    the ensemble: ``{name: (dims, array, CF units, long name)}`` in ISSM's user units (m/yr for velocities
+    and rates, m, Pa, yr).
+
+    ``vx0, vy0`` are ``md.initialization.vx/vy``; ``thickness0, surface0, base0`` ``md.geometry``;
+    ``ice_levelset0, ocean_levelset0`` ``md.mask``; ``bed``; ``friction_coefficient`` (Budd/Coulomb
+    ``coefficient`` or Weertman ``C``, SI, law in the attribute ``friction_law``); ``rheology_B``;
+    ``smb`` and ``floatingice_melting_rate`` / ``groundedice_melting_rate`` evaluated at the start time
+    (a parameterised floating melt on the initial geometry); ``spcvx, spcvy`` (NaN = free);
+    ``calving_stress_threshold`` (von Mises calving, floating ice, Pa, first vertex: the value is uniform
+    in the built-in sweeps); scalars ``start_time`` (yr), ``rho_ice``, ``rho_water`` (kg m^-3).
+    """
+    yts = float(state.yts)
+    t0 = float(state.timestepping.start_time)
+    interp = bool(state.timestepping.interp_forcing)
+    v = ("vertex",)
+    out: dict[str, tuple[tuple[str, ...], np.ndarray, str, str]] = {
+        "vx0": (v, np.asarray(state.vx, float) * yts, "m yr^-1", "initial ice velocity x (md.initialization.vx)"),
+        "vy0": (v, np.asarray(state.vy, float) * yts, "m yr^-1", "initial ice velocity y (md.initialization.vy)"),
+        "thickness0": (v, np.asarray(state.geometry.thickness, float), "m", "initial ice thickness"),
+        "surface0": (v, np.asarray(state.geometry.surface, float), "m", "initial surface elevation"),
+        "base0": (v, np.asarray(state.geometry.base, float), "m", "initial base elevation"),
+        "ice_levelset0": (v, np.asarray(state.masks.ice_levelset, float), "m", "initial ice level set"),
+        "ocean_levelset0": (v, np.asarray(state.masks.ocean_levelset, float), "m", "initial ocean level set"),
+        "bed": (v, np.asarray(state.geometry.bed, float), "m", "bed elevation (md.geometry.bed)"),
+        "rheology_B": (v, np.asarray(state.materials.rheology_B, float), _hardness_unit(state.materials.rheology_n),
+                       "ice hardness B (md.materials.rheology_B)"),
+        "smb": (v, np.asarray(state.smb.at(t0, interp), float) * yts, "m yr^-1",
+                "surface mass balance at the start time, ice equivalent (md.smb.mass_balance)"),
+        "spcvx": (v, np.asarray(state.stressbalance.spcvx, float) * yts, "m yr^-1",
+                  "prescribed velocity x (md.stressbalance.spcvx), NaN = free"),
+        "spcvy": (v, np.asarray(state.stressbalance.spcvy, float) * yts, "m yr^-1",
+                  "prescribed velocity y (md.stressbalance.spcvy), NaN = free"),
+        "start_time": ((), np.asarray(t0 / yts), "yr", "model time of the initial state"),
+        "rho_ice": ((), np.asarray(float(state.materials.rho_ice)), "kg m^-3", "ice density"),
+        "rho_water": ((), np.asarray(float(state.materials.rho_water)), "kg m^-3", "sea water density"),
+    }
+    law = state.friction.law
+    if law in FRICTION_COEFFICIENT:
+        key, unit = FRICTION_COEFFICIENT[law]
+        out["friction_coefficient"] = (v, np.asarray(state.friction.fields[key], float), unit,
+                                       f"basal friction coefficient (md.friction.{key}, {law} law)")
+    bf = state.basalforcings
+    if bf.kind in ("linear", "mismip") or bf.floatingice_melting_rate is not None:
+        from issm_emulator.physics.melt import floating_melt_rate
+
+        fmb = floating_melt_rate(state, t0, base=np.asarray(state.geometry.base, float))
+        out["floatingice_melting_rate"] = (v, np.asarray(fmb, float) * yts, "m yr^-1",
+                                           (f"floating-ice basal melt rate at the start time ({bf.kind} "
+                                            "parameterisation, initial geometry)"))
+    out["groundedice_melting_rate"] = (v, np.asarray(bf.groundedice_melting_rate.at(t0, interp), float) * yts,
+                                       "m yr^-1", "grounded-ice basal melt rate at the start time")
+    if state.calving.law == "vonmises":
+        thr = np.asarray(state.calving.params["stress_threshold_floatingice"], float).reshape(-1)
+        out["calving_stress_threshold"] = ((), np.asarray(thr[0]), "Pa",
+                                           "von Mises calving stress threshold, floating ice")
+    return out
 
 
 def _parameter_attrs(spec: EnsembleSpec) -> dict[str, str]:

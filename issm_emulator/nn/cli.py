@@ -1,0 +1,90 @@
+"""Command-line interface of training and evaluation: ``issm-emulator train`` and ``issm-emulator evaluate``.
+
+Both commands are plain :mod:`click` commands; :mod:`issm_emulator.cli` attaches them to the main group.
+``train`` also runs under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node 2 -m
+issm_emulator.nn.train --data ... ``), one process per GPU (or CPU process with gloo).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from issm_emulator.errors import IssmEmulatorError
+
+
+@click.command("train")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Ensemble folder (issm-emulator generate) or its ensemble.nc.")
+@click.option("--model", "arch", type=click.Choice(["egcn", "gcn", "cnn"]), default="egcn", show_default=True)
+@click.option("--mode", type=click.Choice(["direct", "step"]), default="step", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint to write (the best epoch on the validation split).")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Early stopping: epochs without a better validation loss.")
+@click.option("--lr-schedule", type=click.Choice(["exponential", "plateau", "constant"]), default="exponential",
+              show_default=True)
+@click.option("--lr-decay", type=float, default=0.99, show_default=True, help="ExponentialLR gamma.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
+                  device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
+                  lr_decay: float, num_workers: int, resume: bool, no_progress: bool) -> None:
+    """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
+    from issm_emulator.nn.train import history_paths, train
+
+    try:
+        path = train(data, model=arch, mode=mode, out=out, epochs=epochs, lr=lr, batch_size=batch_size,
+                     device=device, seed=seed, hidden=hidden, layers=layers, patience=patience,
+                     lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
+                     progress=not no_progress)
+    except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        csv_path, _ = history_paths(path)
+        click.echo(f"checkpoint: {path}\nhistory: {csv_path}")
+
+
+@click.command("evaluate")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Ensemble folder or its ensemble.nc.")
+@click.option("--split", type=click.Choice(["train", "validation", "test", "all"]), default="test",
+              show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for metrics.md, metrics.csv and the plots.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--times", default=None, help="Comma-separated model times (yr) to evaluate (default: all).")
+@click.option("--plot-times", default=None, help="Comma-separated times (yr) of the error maps.")
+@click.option("--no-plots", is_flag=True)
+def evaluate_command(checkpoint: Path, data: Path, split: str, out_dir: Path, device: str, times: str | None,
+                     plot_times: str | None, no_plots: bool) -> None:
+    """Evaluate a checkpoint on a split of an ensemble: RMSE and R per run and overall, plots."""
+    from issm_emulator.nn.evaluate import evaluate
+
+    def floats(text: str | None) -> list[float] | None:
+        if text is None:
+            return None
+        try:
+            return [float(t) for t in text.split(",") if t.strip()]
+        except ValueError as exc:
+            raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
+
+    try:
+        res = evaluate(checkpoint, data, split, out_dir=out_dir, times=floats(times), device=device,
+                       plot_times=floats(plot_times), plots=not no_plots)
+    except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(res.markdown)
+    click.echo(f"written to {out_dir}")

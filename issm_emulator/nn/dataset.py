@@ -1,0 +1,442 @@
+"""Torch datasets of an ensemble (:func:`issm_emulator.datasets.generate_ensemble`) for the two emulator modes.
+
+Outputs of a run are numbered ``k = 1 .. T`` (the ensemble's ``time`` axis); ``k = 0`` is the initial state
+at ``start_time`` stored with the run (``vx0, thickness0, ...`` and the static fields, see
+:func:`issm_emulator.datasets.ensemble.initial_fields`).
+
+* :class:`DirectDataset` (the seed's method): one sample per ``(run, k)``, inputs = the initial state
+  (``k = 0``), the forcing parameters and ``time = t_k - t_0`` (s); targets = ``vx, vy, thickness`` (and
+  ``ice_levelset`` when the front moves) at ``k``.
+* :class:`StepDataset`: one sample per ``(run, k)``, inputs = geometry, masks, forcing and velocity of
+  output ``k - 1`` (the initial state for ``k = 1``), target = the velocity of output ``k``. ISSM's
+  transient solves the stress balance first, so the velocity it outputs at step ``k`` is the one of the
+  geometry of step ``k - 1``; the pairing is exact when every time step is output
+  (``md.settings.output_frequency = 1``), otherwise a warning is given.
+
+Inputs are built by :func:`issm_emulator.nn.features.build_inputs` (so all three networks see the same
+features), in SI units and **not normalised** (the trainer normalises on the device). Each sample is a
+:class:`torch_geometric.data.Data` holding the mesh graph (one :func:`~issm_emulator.graph.mesh_graph`
+shared by every sample) plus ``scalars (nv, S)``, ``vectors (nv, C, 2)``, targets ``y_velocity (nv, 2)``
+(m/s) and ``y_scalars (nv, m)`` (in ``spec.scalar_outputs`` order) and graph-level ``run``, ``k``;
+:func:`collate` batches them into a :class:`torch_geometric.data.Batch`.
+
+Loading is lazy: the NetCDF file is opened with :func:`xarray.open_dataset` and one run is read at a time
+when a sample of it is asked for; loaded runs are kept in a least-recently-used cache bounded in bytes.
+
+Mapping from the ensemble variables (ISSM user units) to the features (SI):
+
+=======================  =================================================================
+feature                  ensemble variable
+=======================  =================================================================
+velocity                 (vx, vy) / yts, (vx0, vy0) at k = 0
+thickness, surface, ...  thickness, surface, base, ice_levelset, ocean_levelset (... 0 at k = 0)
+bed, rheology_B          bed, rheology_B
+friction_coefficient     friction_coefficient
+smb                      smb / yts
+melt_rate                floatingice_melting_rate / yts (per vertex)
+calving_threshold        calving_stress_threshold (Pa)
+dirichlet_mask           1 where spcvx or spcvy is not NaN
+velocity_dirichlet       (spcvx, spcvy) / yts, 0 where NaN
+is_boundary, is_front    from the mesh graph; is_front from the ice level set of the input state
+=======================  =================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch, Data
+
+from issm_emulator.errors import IssmEmulatorError
+from issm_emulator.graph import front_vertices, mesh_graph
+from issm_emulator.nn.features import FeatureSpec, build_inputs, default_spec
+from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.state import YTS_DEFAULT
+
+__all__ = [
+    "PARAMETER_FEATURES",
+    "DatasetError",
+    "DirectDataset",
+    "EnsembleDataset",
+    "RunArrays",
+    "StepDataset",
+    "collate",
+    "ensemble_path",
+    "make_dataset",
+    "open_ensemble",
+]
+
+#: swept ensemble parameter -> the forcing feature(s) that carry it into the networks
+PARAMETER_FEATURES: dict[str, tuple[str, ...]] = {
+    "melt_rate": ("melt_rate",),
+    "stress_threshold": ("calving_threshold",),
+    "calving_threshold": ("calving_threshold",),
+}
+
+#: time-dependent fields (ensemble name, name of its initial value)
+_DYNAMIC = {"vx": "vx0", "vy": "vy0", "thickness": "thickness0", "surface": "surface0", "base": "base0",
+            "ice_levelset": "ice_levelset0", "ocean_levelset": "ocean_levelset0"}
+_RATES = {"vx", "vy", "smb", "floatingice_melting_rate", "spcvx", "spcvy"}  # m/yr in the file
+_STATIC = ("bed", "friction_coefficient", "rheology_B", "smb", "floatingice_melting_rate", "spcvx", "spcvy",
+           "calving_stress_threshold", "rho_ice", "rho_water", "start_time")
+_REQUIRED_STATIC = ("bed", "rheology_B", "spcvx", "spcvy")
+
+
+class DatasetError(IssmEmulatorError, ValueError):
+    """An ensemble file cannot be used for training (missing variables, no samples, bad split...)."""
+
+
+def ensemble_path(data: str | os.PathLike) -> Path:
+    """The ensemble NetCDF file: ``data`` itself, or ``data/ensemble.nc`` for a folder."""
+    from issm_emulator.datasets.ensemble import ENSEMBLE_FILE
+
+    p = Path(data)
+    if p.is_dir():
+        p = p / ENSEMBLE_FILE
+    if not p.is_file():
+        raise FileNotFoundError(f"ensemble file not found: {p} (give an ensemble folder or its {ENSEMBLE_FILE})")
+    return p
+
+
+def open_ensemble(data: str | os.PathLike) -> Any:
+    """Open an ensemble lazily (:func:`xarray.open_dataset`; nothing is loaded yet)."""
+    import xarray as xr
+
+    return xr.open_dataset(ensemble_path(data), engine="netcdf4")
+
+
+@dataclass
+class RunArrays:
+    """One run in SI units, output 0 (the initial state) prepended to the outputs.
+
+    ``time`` (T+1,) s since the initial state; ``fields[name]`` (T+1, nv) for vx, vy (m/s), thickness,
+    surface, base, ice_levelset, ocean_levelset (m); ``static[name]`` (nv,) or scalars (see module doc).
+    """
+
+    position: int
+    run: int
+    value: Any
+    time: np.ndarray
+    fields: dict[str, np.ndarray]
+    static: dict[str, Any]
+    features: dict[str, Any] = field(default_factory=dict)  #: static features by feature name
+
+    @property
+    def nbytes(self) -> int:
+        n = self.time.nbytes + sum(a.nbytes for a in self.fields.values())
+        return n + sum(np.asarray(a).nbytes for a in self.static.values())
+
+    @property
+    def n_outputs(self) -> int:
+        return self.time.size - 1
+
+
+def _parse_json_attr(ds: Any, name: str) -> Any:
+    raw = ds.attrs.get(name)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+
+
+class EnsembleDataset(Dataset):
+    """Samples ``(run, k)`` of one split of an ensemble; base of :class:`DirectDataset` and
+    :class:`StepDataset`.
+
+    Parameters
+    ----------
+    data : ensemble folder or NetCDF file
+    split : ``'train'``, ``'validation'``, ``'test'`` or None/``'all'`` (every run)
+    spec : the networks' features; default :func:`~issm_emulator.nn.features.default_spec` of the mode
+        with ``parameters`` and ``moving_front``
+    parameters : forcing features; default from the swept parameter (:data:`PARAMETER_FEATURES`)
+    moving_front : predict the ice level set (direct mode); default: whether any run's ice level set
+        changes sign pattern over time
+    rule : split rule (default the ensemble's ``split_rule`` attribute)
+    runs : explicit run positions (along the file's ``run`` axis) instead of ``split``
+    times : keep only outputs at these model times (years, matched to the nearest output)
+    dtype : floating dtype of the tensors
+    cache_bytes : bound of the loaded-run cache (bytes)
+    """
+
+    mode = ""
+
+    def __init__(self, data: str | os.PathLike, split: str | None = "train", *, spec: FeatureSpec | None = None,
+                 parameters: Sequence[str] | None = None, moving_front: bool | None = None, rule: Any = None,
+                 runs: Iterable[int] | None = None, times: Iterable[float] | None = None,
+                 dtype: torch.dtype = torch.float32, cache_bytes: int = 2 * 1024 ** 3):
+        self.path = ensemble_path(data)
+        self.ds = open_ensemble(self.path)
+        ds = self.ds
+        missing = [n for n in ("x", "y", "elements", *_DYNAMIC, *_DYNAMIC.values(), *_REQUIRED_STATIC)
+                   if n not in ds.variables]
+        if missing:
+            raise DatasetError(f"{self.path}: the ensemble lacks variable(s) {missing} needed for training; "
+                               "regenerate it with this version of issm-emulator (issm-emulator generate)")
+        self.yts = float(ds.attrs.get("issm_yts", YTS_DEFAULT))
+        self.parameter = str(ds.attrs.get("parameter", ""))
+        self.split = split
+        nrun = ds.sizes["run"]
+        if runs is not None:
+            pos = np.asarray(list(runs), dtype=np.int64)
+            if pos.size and (pos.min() < 0 or pos.max() >= nrun):
+                raise DatasetError(f"run positions must lie in [0, {nrun}), got {pos.tolist()}")
+        elif split in (None, "all"):
+            pos = np.arange(nrun, dtype=np.int64)
+        else:
+            from issm_emulator.datasets.splits import SPLITS, split_runs
+
+            if split not in SPLITS:
+                raise DatasetError(f"split must be one of {SPLITS}, 'all' or None, got {split!r}")
+            pos = split_runs(ds, rule)[split]
+        self.run_positions = pos
+        x = np.asarray(ds["x"].values, float)
+        y = np.asarray(ds["y"].values, float)
+        elements = np.asarray(ds["elements"].values, np.int64) - 1  # file is 1-based (md.mesh.elements)
+        self.mesh = P1Mesh(x, y, elements)
+        self.graph = mesh_graph((x, y, elements), dtype=dtype)
+        self._edge_index = self.graph.edge_index.numpy()
+        self.dtype = dtype
+        self.output_times = np.asarray(ds["time"].values, float)  # years
+        if parameters is None:
+            parameters = PARAMETER_FEATURES.get(self.parameter, ())
+        self.parameters = tuple(parameters)
+        if moving_front is None:
+            moving_front = self._detect_moving_front()
+        self.moving_front = bool(moving_front)
+        self.spec = spec if spec is not None else default_spec(self.mode, self.parameters, self.moving_front)
+        self._cache: OrderedDict[int, RunArrays] = OrderedDict()
+        self._cache_bytes = int(cache_bytes)
+        keep = None
+        if times is not None:
+            want = np.atleast_1d(np.asarray(list(times), float))
+            keep = {int(np.argmin(np.abs(self.output_times - t))) + 1 for t in want}
+        self.samples: list[tuple[int, int]] = self._make_samples(keep)
+        if self.mode == "step":
+            self._check_step_pairing()
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _detect_moving_front(self) -> bool:
+        for p in self.run_positions:
+            r = self.ds.isel(run=int(p))
+            ls = np.asarray(r["ice_levelset"].values, float)
+            ls0 = np.asarray(r["ice_levelset0"].values, float)
+            ok = np.isfinite(ls).all(axis=1)
+            if np.any(np.sign(ls[ok]) != np.sign(ls0)[None, :]):
+                return True
+        return False
+
+    def _valid_outputs(self, p: int) -> np.ndarray:
+        """Outputs k (1-based) whose fields are all finite (runs may lack some times)."""
+        v = np.asarray(self.ds["thickness"].isel(run=p).values, float)
+        return np.flatnonzero(np.isfinite(v).all(axis=1)) + 1
+
+    def _make_samples(self, keep: set[int] | None) -> list[tuple[int, int]]:
+        out = []
+        for p in self.run_positions:
+            valid = self._valid_outputs(int(p))
+            for k in valid:
+                if keep is not None and int(k) not in keep:
+                    continue
+                if self.mode == "step" and k > 1 and (k - 1) not in set(valid.tolist()):
+                    continue
+                out.append((int(p), int(k)))
+        return out
+
+    def _check_step_pairing(self) -> None:
+        freq = _parse_json_attr(self.ds, "output_frequency")
+        dt = _parse_json_attr(self.ds, "time_step")
+        if isinstance(freq, (int, float)) and freq != 1:
+            warnings.warn(f"{self.path.name}: output_frequency = {freq}; step-mode samples pair the velocity of "
+                          "output k with the geometry of output k-1, which is exact only when every step is "
+                          "output", RuntimeWarning, stacklevel=3)
+        elif isinstance(dt, (int, float)) and self.output_times.size:
+            t0 = float(np.asarray(self.ds["start_time"].values).reshape(-1)[0]) if "start_time" in self.ds \
+                else self.output_times[0] - dt
+            gaps = np.diff(np.concatenate([[t0], self.output_times]))
+            if np.any(gaps > dt * (1 + 1e-6)):
+                warnings.warn(f"{self.path.name}: outputs are {gaps.max():g} yr apart but the time step is "
+                              f"{dt:g} yr; step-mode pairs (geometry k-1 -> velocity k) are approximate",
+                              RuntimeWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ runs
+    def run_arrays(self, position: int) -> RunArrays:
+        """The run at ``position`` (along the file's run axis) in SI units, from the cache or the file."""
+        position = int(position)
+        hit = self._cache.get(position)
+        if hit is not None:
+            self._cache.move_to_end(position)
+            return hit
+        r = self.ds.isel(run=position).load()
+        yts = self.yts
+        t0 = float(r["start_time"].values) if "start_time" in r else 0.0
+        time = np.concatenate([[0.0], (np.asarray(r["time"].values, float) - t0) * yts])
+        fields = {}
+        for name, name0 in _DYNAMIC.items():
+            a = np.concatenate([np.asarray(r[name0].values, float)[None, :], np.asarray(r[name].values, float)])
+            fields[name] = a / yts if name in _RATES else a
+        static: dict[str, Any] = {}
+        for name in _STATIC:
+            if name in r:
+                a = np.asarray(r[name].values, float)
+                static[name] = a / yts if name in _RATES else a
+        value = r[self.parameter].values.item() if self.parameter in r.coords else None
+        run = int(r["run"].values) if "run" in r.coords else position
+        arrays = RunArrays(position, run, value, time, fields, static)
+        arrays.features = self._static_features(arrays)
+        self._cache[position] = arrays
+        total = sum(a.nbytes for a in self._cache.values())
+        while len(self._cache) > 1 and total > self._cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            total -= old.nbytes
+        return arrays
+
+    def _static_features(self, ra: RunArrays) -> dict[str, Any]:
+        s = ra.static
+        out: dict[str, Any] = {"bed": s["bed"], "rheology_B": s["rheology_B"],
+                               "is_boundary": self.graph.is_boundary.numpy().astype(float)}
+        for src, dst in (("friction_coefficient", "friction_coefficient"), ("smb", "smb"),
+                         ("floatingice_melting_rate", "melt_rate"), ("calving_stress_threshold", "calving_threshold")):
+            if src in s:
+                out[dst] = s[src]
+        spcvx, spcvy = s["spcvx"], s["spcvy"]
+        fixed = np.isfinite(spcvx) | np.isfinite(spcvy)
+        out["dirichlet_mask"] = fixed.astype(float)
+        out["velocity_dirichlet"] = np.stack([np.nan_to_num(spcvx), np.nan_to_num(spcvy)], axis=1)
+        return out
+
+    def forcing(self, position: int) -> dict[str, Any]:
+        """The forcing parameters of a run by feature name (SI), as checked against a checkpoint's training
+        ranges: ``melt_rate`` at the initially floating vertices (all vertices when none floats),
+        ``calving_threshold``, and ``time`` (the elapsed times of the run's outputs, direct mode)."""
+        ra = self.run_arrays(position)
+        feats = ra.features
+        missing = [p for p in self.spec.parameters if p != "time" and p not in feats]
+        if missing:
+            raise DatasetError(f"{self.path.name}: no data for forcing parameter(s) {missing}")
+        out: dict[str, Any] = {}
+        floating = ra.fields["ocean_levelset"][0] < 0.0
+        for p in self.spec.parameters:
+            if p == "time":
+                out[p] = ra.time[1:]
+            elif p == "melt_rate" and np.ndim(feats[p]) == 1 and floating.any():
+                out[p] = np.asarray(feats[p])[floating]
+            else:
+                out[p] = feats[p]
+        return out
+
+    def forcing_ranges(self) -> dict[str, tuple[float, float]]:
+        """``{parameter: (min, max)}`` (SI) over the runs of this dataset, for the checkpoint manifest."""
+        from issm_emulator.nn.checkpoint import value_range
+
+        per_run = [self.forcing(q) for q in self.run_positions]
+        return {p: value_range([f[p] for f in per_run]) for p in self.spec.parameters}
+
+    def state_arrays(self, position: int, k: int) -> dict[str, Any]:
+        """Every feature array (by feature name, SI) of the state at output ``k`` (0 = initial)."""
+        ra = self.run_arrays(position)
+        f = ra.fields
+        arrays = dict(ra.features)
+        for name in ("thickness", "surface", "base", "ice_levelset", "ocean_levelset"):
+            arrays[name] = f[name][k]
+        arrays["velocity"] = np.stack([f["vx"][k], f["vy"][k]], axis=1)
+        arrays["is_front"] = front_vertices(self._edge_index, f["ice_levelset"][k]).astype(float)
+        return arrays
+
+    def inputs(self, arrays: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scalars, vectors)`` of :func:`build_inputs` for the features of this dataset's spec."""
+        needed = set(self.spec.scalars) | set(self.spec.vectors) | {"surface", "bed", "thickness"}
+        given = {k: v for k, v in arrays.items() if k in needed}
+        return build_inputs(self.spec, self.mesh, dtype=self.dtype, graph=self.graph, **given)
+
+    def targets(self, position: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y_velocity (nv, 2), y_scalars (nv, m))`` at output ``k`` (SI)."""
+        f = self.run_arrays(position).fields
+        vel = np.stack([f["vx"][k], f["vy"][k]], axis=1)
+        sc = np.stack([f[n][k] for n in self.spec.scalar_outputs], axis=1) if self.spec.scalar_outputs \
+            else np.zeros((vel.shape[0], 0))
+        return torch.as_tensor(vel, dtype=self.dtype), torch.as_tensor(sc, dtype=self.dtype)
+
+    def input_arrays(self, position: int, k: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ Dataset protocol
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Data:
+        p, k = self.samples[index]
+        scalars, vectors = self.inputs(self.input_arrays(p, k))
+        y_vel, y_sc = self.targets(p, k)
+        g = self.graph
+        return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
+                    num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, y_velocity=y_vel, y_scalars=y_sc,
+                    run=torch.tensor([p]), k=torch.tensor([k]))
+
+    def close(self) -> None:
+        """Close the NetCDF file and drop the cache."""
+        self._cache.clear()
+        self.ds.close()
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: reopen the file, start with no cache
+        state = dict(self.__dict__)
+        state["ds"] = None
+        state["_cache"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.ds = open_ensemble(self.path)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.path.name}, split={self.split!r}, runs={len(self.run_positions)}, "
+                f"samples={len(self)}, nv={self.mesh.nv}, moving_front={self.moving_front})")
+
+
+class DirectDataset(EnsembleDataset):
+    """Direct mode: initial state + forcing + ``time`` -> velocity, thickness (, ice level set) at ``t_k``."""
+
+    mode = "direct"
+
+    def input_arrays(self, position: int, k: int) -> dict[str, Any]:
+        arrays = self.state_arrays(position, 0)
+        arrays["time"] = float(self.run_arrays(position).time[k])
+        return arrays
+
+
+class StepDataset(EnsembleDataset):
+    """Step mode: geometry, masks, forcing and velocity of output ``k - 1`` -> velocity of output ``k``."""
+
+    mode = "step"
+
+    def input_arrays(self, position: int, k: int) -> dict[str, Any]:
+        return self.state_arrays(position, k - 1)
+
+
+def make_dataset(mode: str, data: str | os.PathLike, split: str | None = "train", **kwargs: Any) -> EnsembleDataset:
+    """:class:`DirectDataset` or :class:`StepDataset` by ``mode``."""
+    if mode == "direct":
+        return DirectDataset(data, split, **kwargs)
+    if mode == "step":
+        return StepDataset(data, split, **kwargs)
+    raise ValueError(f"mode must be 'direct' or 'step', got {mode!r}")
+
+
+def collate(samples: Sequence[Data]) -> Batch:
+    """Batch samples into one disconnected graph (:class:`torch_geometric.data.Batch`): node tensors are
+    concatenated, ``edge_index``/``face`` offset, ``run``/``k`` become ``(B,)``."""
+    if not samples:
+        raise ValueError("collate: no samples")
+    return Batch.from_data_list(list(samples))

@@ -1,0 +1,504 @@
+"""Training of the emulators (EGCN, GCN, CNN) on an ensemble, in direct or step mode, on one or many GPUs.
+
+:func:`train` fits the input and output normalisers on the **training split only**, then minimises the mean
+squared error of the normalised outputs,
+
+.. math:: L = \\frac{1}{N} \\sum_i \\Big[ \\tfrac{|\\hat u_i - u_i|^2}{s_u^2}
+          + \\sum_q \\tfrac{(\\hat q_i - q_i)^2}{\\sigma_q^2} \\Big] / (2 + m)
+
+(``s_u`` the RMS speed, ``sigma_q`` the standard deviation of each of the ``m`` scalar outputs), with Adam
+and an exponential (or plateau) learning-rate schedule, and stops early when the validation loss has not
+improved for ``patience`` epochs. Files written (rank 0 only):
+
+* ``out`` (e.g. ``egcn.pt``): the best checkpoint on the validation split
+  (:func:`issm_emulator.nn.checkpoint.save_checkpoint`: weights, config, normalisers, manifest with
+  feature names, units, training range of every forcing parameter, package version);
+* ``<out stem>.last.pt``: everything needed to resume (weights, optimiser, schedule, history, RNG states),
+  written atomically after every epoch; ``train(..., resume=True)`` continues from it;
+* ``<out stem>.history.csv`` / ``.history.json``: epoch, learning rate, training and validation loss, time.
+
+Determinism: with the same seed, data and device the weights are identical (seeded model init and loader
+shuffling, ``torch.use_deterministic_algorithms(True, warn_only=True)`` during training, 0 loader workers
+by default). Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel` (backend ``nccl`` on CUDA, ``gloo`` on CPU), the
+training samples are sharded by a :class:`~torch.utils.data.distributed.DistributedSampler` and validation
+losses are summed over ranks::
+
+    torchrun --nproc_per_node 2 -m issm_emulator.nn.train --data ens/ --model egcn --mode step --out m.pt
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from issm_emulator.nn.checkpoint import make_manifest, save_checkpoint
+from issm_emulator.nn.dataset import DatasetError, EnsembleDataset, collate, make_dataset
+from issm_emulator.nn.normalizer import Normalizer
+
+__all__ = ["decode_outputs", "fit_normalizers", "history_paths", "last_checkpoint_path", "loss_fn", "predict_batch",
+           "train"]
+
+def last_checkpoint_path(out: str | os.PathLike) -> Path:
+    """``<stem>.last.pt`` beside ``out``: the resumable last-epoch state."""
+    out = Path(out)
+    return out.with_name(out.stem + ".last.pt")
+
+
+def history_paths(out: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<stem>.history.csv, <stem>.history.json)`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".history.csv"), out.with_name(out.stem + ".history.json")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def _resolve_device(device: Any, local_rank: int) -> torch.device:
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return dev
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return world, rank, local
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
+    """Input and output normalisers fitted on every sample of ``dataset`` (the training split)."""
+    if len(dataset) == 0:
+        raise DatasetError(f"cannot fit normalisers: {dataset!r} has no samples")
+    spec = dataset.spec
+    inp = Normalizer(spec.scalars, spec.vectors)
+    out = Normalizer(spec.scalar_outputs, ("velocity",))
+    for i in range(len(dataset)):
+        s = dataset[i]
+        inp.update(s.scalars, s.vectors)
+        out.update(s.y_scalars, s.y_velocity.unsqueeze(1))
+    return inp.finalize(), out.finalize()
+
+
+def loss_fn(raw: Mapping[str, torch.Tensor], batch: Any, out_norm: Normalizer,
+            scalar_outputs: Sequence[str]) -> torch.Tensor:
+    """Mean squared error between the network's (normalised) outputs ``raw`` and the normalised targets of
+    ``batch`` over the velocity components and the scalar outputs."""
+    y_s, y_v = out_norm.encode(batch.y_scalars, batch.y_velocity.unsqueeze(1))
+    err = [raw["velocity"] - y_v[:, 0]]
+    if scalar_outputs:
+        err.append(torch.stack([raw[n] for n in scalar_outputs], 1) - y_s)
+    return torch.cat(err, 1).pow(2).mean()
+
+
+def decode_outputs(raw: Mapping[str, torch.Tensor], out_norm: Normalizer,
+                   scalar_outputs: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Physical (SI) outputs ``{'velocity': (n, 2), name: (n,)}`` from the network's normalised outputs."""
+    vel = raw["velocity"]
+    sc = torch.stack([raw[n] for n in scalar_outputs], 1) if scalar_outputs else vel.new_zeros((vel.shape[0], 0))
+    s, v = out_norm.decode(sc, vel.unsqueeze(1))
+    out = {"velocity": v[:, 0]}
+    for j, n in enumerate(scalar_outputs):
+        out[n] = s[:, j]
+    return out
+
+
+def predict_batch(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: Normalizer,
+                  scalar_outputs: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Physical outputs of ``model`` on a batch of raw (SI) inputs."""
+    s, v = in_norm.encode(batch.scalars, batch.vectors)
+    return decode_outputs(model(batch, s, v), out_norm, scalar_outputs)
+
+
+def _batch_loss(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: Normalizer,
+                scalar_outputs: Sequence[str]) -> torch.Tensor:
+    s, v = in_norm.encode(batch.scalars, batch.vectors)
+    return loss_fn(model(batch, s, v), batch, out_norm, scalar_outputs)
+
+
+class _Progress:
+    """A rich progress bar over epochs (stderr), or nothing."""
+
+    def __init__(self, total: int, enabled: bool, description: str):
+        self.bar = None
+        if enabled and total > 0:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                console=Console(stderr=True))
+            self.task = self.bar.add_task(description, total=total, info="")
+            self.bar.start()
+
+    def update(self, completed: int, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=completed, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool, device: torch.device):
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def _build_model(arch: str, spec: Any, hidden: int, layers: int, options: Mapping[str, Any]) -> nn.Module:
+    from issm_emulator.nn import model_from_spec
+
+    return model_from_spec(arch, spec, hidden=int(hidden), n_layers=int(layers), **dict(options))
+
+
+def _evaluate_loss(model: nn.Module, loader: DataLoader, in_norm: Normalizer, out_norm: Normalizer,
+                   scalar_outputs: Sequence[str], device: torch.device, world: int) -> float:
+    """Sample-weighted mean loss over ``loader`` (summed over ranks when distributed)."""
+    model.eval()
+    tot = torch.zeros(2, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for batch in loader:
+            batch = batch.to(device)
+            loss = _batch_loss(model, batch, in_norm, out_norm, scalar_outputs)
+            nb = batch.num_graphs
+            tot[0] += float(loss) * nb
+            tot[1] += nb
+    if world > 1:
+        torch.distributed.all_reduce(tot)
+    return float(tot[0] / tot[1]) if tot[1] > 0 else math.nan
+
+
+# --------------------------------------------------------------------------------------------- train
+def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "direct", out: str | os.PathLike,
+          epochs: int = 100, lr: float = 1e-3, batch_size: int = 8, device: Any = None, seed: int = 0,
+          hidden: int = 128, layers: int = 5, patience: int | None = 20, lr_schedule: str = "exponential",
+          lr_decay: float = 0.99, weight_decay: float = 0.0, grad_clip: float | None = None,
+          parameters: Sequence[str] | None = None, moving_front: bool | None = None, split_rule: Any = None,
+          model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
+          progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
+          callback: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
+
+    Parameters
+    ----------
+    data : ensemble folder or its ``ensemble.nc``
+    model : ``'egcn'``, ``'gcn'`` or ``'cnn'``
+    mode : ``'direct'`` (initial state + time -> state at t) or ``'step'`` (geometry k-1 -> velocity k)
+    out : checkpoint path to write (the best epoch)
+    epochs, lr, batch_size : optimisation (Adam)
+    device : ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default CUDA when available (per local rank)
+    seed : seeds the weights, the shuffling and everything random
+    hidden, layers : network width and depth (``n_layers``)
+    patience : stop after this many epochs without a better validation loss (None: never)
+    lr_schedule : ``'exponential'`` (``lr *= lr_decay`` each epoch), ``'plateau'``
+        (:class:`~torch.optim.lr_scheduler.ReduceLROnPlateau`, factor 0.5, patience ``max(1, patience//4)``)
+        or ``'constant'``
+    weight_decay, grad_clip : Adam weight decay; clip the gradient norm (None: no clipping)
+    parameters, moving_front, split_rule : passed to the datasets (:class:`~issm_emulator.nn.dataset.EnsembleDataset`)
+    model_options : further network keywords (``vector_hidden``, ``cell_size``...)
+    num_workers : DataLoader worker processes (0 keeps runs bit-reproducible and memory low)
+    resume : continue from ``<stem>.last.pt`` when it exists (same configuration)
+    progress : rich progress bar on stderr (rank 0)
+    deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training
+    callback : called on rank 0 with each epoch's history record
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    if model not in ("egcn", "gcn", "cnn"):
+        raise ValueError(f"model must be 'egcn', 'gcn' or 'cnn', got {model!r}")
+    if mode not in ("direct", "step"):
+        raise ValueError(f"mode must be 'direct' or 'step', got {mode!r}")
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+    if lr_schedule not in ("exponential", "plateau", "constant"):
+        raise ValueError(f"lr_schedule must be 'exponential', 'plateau' or 'constant', got {lr_schedule!r}")
+    out = Path(out)
+    world, rank, local_rank = _dist_env()
+    distributed = world > 1
+    dev = _resolve_device(device, local_rank)
+    own_group = False
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        torch.distributed.init_process_group(backend=backend)
+        own_group = True
+    try:
+        with _deterministic(deterministic, dev):
+            return _train(data, arch=model, mode=mode, out=out, epochs=epochs, lr=lr, batch_size=batch_size,
+                          dev=dev, seed=seed, hidden=hidden, layers=layers, patience=patience,
+                          lr_schedule=lr_schedule, lr_decay=lr_decay, weight_decay=weight_decay,
+                          grad_clip=grad_clip, parameters=parameters, moving_front=moving_front,
+                          split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
+                          resume=resume, progress=progress, cache_bytes=cache_bytes, callback=callback,
+                          world=world, rank=rank)
+    finally:
+        if own_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
+           dev: torch.device, seed: int, hidden: int, layers: int, patience: int | None, lr_schedule: str,
+           lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
+           split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
+           cache_bytes: int, callback: Any, world: int, rank: int) -> Path:
+    _seed_everything(seed)
+    kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes}
+    train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw)
+    if len(train_ds) == 0:
+        raise DatasetError(f"{train_ds.path}: the training split has no samples")
+    spec = train_ds.spec
+    val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
+    in_norm, out_norm = fit_normalizers(train_ds)
+    in_norm, out_norm = in_norm.to(dev), out_norm.to(dev)
+    forcing_ranges = train_ds.forcing_ranges()
+    manifest = make_manifest(spec, mode, forcing_ranges, arch=arch, extra={
+        "ensemble": train_ds.ds.attrs.get("ensemble", ""), "data": str(train_ds.path.name),
+        "swept_parameter": train_ds.parameter, "parameter_units": train_ds.ds.attrs.get("parameter_units", ""),
+        "train_values": [train_ds.run_arrays(p).value for p in train_ds.run_positions],
+        "validation_values": [val_ds.run_arrays(p).value for p in val_ds.run_positions],
+        "moving_front": train_ds.moving_front, "mesh_vertices": int(train_ds.mesh.nv)})
+
+    _seed_everything(seed)
+    net = _build_model(arch, spec, hidden, layers, model_options).to(dev)
+    scalar_outputs = tuple(spec.scalar_outputs)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    if lr_schedule == "exponential":
+        scheduler: Any = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=lr_decay)
+    elif lr_schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5,
+                                                               patience=max(1, (patience or 8) // 4))
+    else:
+        scheduler = None
+
+    config = {"arch": arch, "mode": mode, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+              "hidden": hidden, "layers": layers, "patience": patience, "lr_schedule": lr_schedule,
+              "lr_decay": lr_decay, "weight_decay": weight_decay, "grad_clip": grad_clip,
+              "model_options": dict(model_options), "world_size": world, "device": str(dev.type)}
+    history: list[dict[str, Any]] = []
+    best = {"loss": math.inf, "epoch": 0}
+    start_epoch = 1
+    last_path = last_checkpoint_path(out)
+    if resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if state.get("config", {}).get("arch") != arch or state.get("config", {}).get("mode") != mode:
+            raise DatasetError(f"{last_path}: cannot resume, it was written for {state.get('config')}")
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history = list(json.loads(state["history"]))
+        best = dict(json.loads(state["best"]))
+        start_epoch = int(state["epoch"]) + 1
+        torch.set_rng_state(state["rng_cpu"])
+    module = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    gen = torch.Generator().manual_seed(seed)
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler: Any = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        train_loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                  num_workers=num_workers)
+        val_part: Any = Subset(val_ds, list(range(rank, len(val_ds), world)))
+    else:
+        sampler = None
+        train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate,
+                                  num_workers=num_workers)
+        val_part = val_ds
+    val_loader = DataLoader(val_part, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                            num_workers=num_workers)
+    has_val = len(val_ds) > 0
+    if rank == 0 and not has_val:
+        import warnings
+
+        warnings.warn(f"{train_ds.path.name}: the validation split is empty; the checkpoint keeps the epoch with "
+                      "the lowest training loss and early stopping watches the training loss", RuntimeWarning,
+                      stacklevel=3)
+
+    def write_best(epoch: int, loss: float) -> None:
+        save_checkpoint(out, module, manifest, in_norm, out_norm, extra={
+            "training": {**config, "best_epoch": epoch, "best_loss": loss, "watched": "validation" if has_val
+                         else "train", "forcing_ranges": {k: list(v) for k, v in forcing_ranges.items()}}})
+
+    bar = _Progress(epochs, progress and rank == 0, f"train {arch}/{mode}")
+    bar.update(start_epoch - 1, "")
+    stale = int(history[-1]["epoch"]) - int(best["epoch"]) if history else 0
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            t0 = time.perf_counter()
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            else:
+                gen.manual_seed(seed * 1_000_003 + epoch)  # the same order on resume as without
+            net.train()
+            tot, count = 0.0, 0
+            for batch in train_loader:
+                batch = batch.to(dev)
+                optimiser.zero_grad(set_to_none=True)
+                loss = _batch_loss(net, batch, in_norm, out_norm, scalar_outputs)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss is {float(loss)} at epoch {epoch}; lower the "
+                                             f"learning rate (lr={lr})")
+                loss.backward()
+                if grad_clip is not None:
+                    nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+                optimiser.step()
+                tot += float(loss.detach()) * batch.num_graphs
+                count += batch.num_graphs
+            train_loss = torch.tensor([tot, count], dtype=torch.float64, device=dev)
+            if world > 1:
+                torch.distributed.all_reduce(train_loss)
+            train_loss_v = float(train_loss[0] / train_loss[1])
+            val_loss = _evaluate_loss(net, val_loader, in_norm, out_norm, scalar_outputs, dev, world) \
+                if has_val else math.nan
+            watch = val_loss if has_val else train_loss_v
+            current_lr = optimiser.param_groups[0]["lr"]
+            if scheduler is not None:
+                if lr_schedule == "plateau":
+                    scheduler.step(watch)
+                else:
+                    scheduler.step()
+            improved = watch < best["loss"]
+            if improved:
+                best = {"loss": watch, "epoch": epoch}
+                stale = 0
+                if rank == 0:
+                    write_best(epoch, watch)
+            else:
+                stale += 1
+            rec = {"epoch": epoch, "lr": current_lr, "train_loss": train_loss_v, "validation_loss": val_loss,
+                   "best": improved, "seconds": time.perf_counter() - t0}
+            history.append(rec)
+            if rank == 0:
+                _write_history(out, history)
+                _atomic_torch_save({
+                    "config": config, "epoch": epoch, "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+                    "optimizer": optimiser.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "history": json.dumps(history), "best": json.dumps(best), "rng_cpu": torch.get_rng_state()},
+                    last_path)
+                if callback is not None:
+                    callback(rec)
+            bar.update(epoch, f"loss {train_loss_v:.3e} val {val_loss:.3e} best {best['loss']:.3e} @ {best['epoch']}")
+            if patience is not None and stale >= patience:
+                break
+        if world > 1:
+            diff = _replica_difference(module)
+            if rank == 0:
+                _atomic_text(out.with_name(out.stem + ".ddp.json"),
+                             json.dumps({"world_size": world, "replica_max_abs_diff": diff}))
+            if diff != 0.0:
+                raise RuntimeError(f"DistributedDataParallel replicas differ after training (max |w - w_rank0| "
+                                   f"= {diff:g})")
+            torch.distributed.barrier()
+    finally:
+        bar.close()
+    return out
+
+
+def _replica_difference(module: nn.Module) -> float:
+    """Largest ``|w - w_rank0|`` over all weights and ranks (0 when the DDP replicas agree)."""
+    worst = torch.zeros((), dtype=torch.float64)
+    for p in module.parameters():
+        ref = p.detach().clone()
+        torch.distributed.broadcast(ref, src=0)
+        worst = torch.maximum(worst, (p.detach() - ref).abs().max().double().cpu())
+    dev = next(module.parameters()).device
+    worst = worst.to(dev)
+    torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
+    return float(worst)
+
+
+def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
+    csv_path, json_path = history_paths(out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    _atomic_text(csv_path, buf.getvalue())
+    _atomic_text(json_path, json.dumps(history, indent=1))
+
+
+if __name__ == "__main__":  # python -m issm_emulator.nn.train ... (also under torchrun)
+    from issm_emulator.nn.cli import train_command
+
+    train_command()

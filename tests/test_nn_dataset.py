@@ -1,0 +1,114 @@
+"""Ensemble -> torch datasets: stored initial/static fields, shapes, the direct and step (k-1 -> k) pairings,
+collate, forcing ranges, the run cache and errors. A 5-run square-melt ensemble (26 vertices, 3 steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from issm_emulator.datasets import EnsembleSpec, generate_ensemble
+from issm_emulator.nn.dataset import DatasetError, DirectDataset, StepDataset, collate, make_dataset
+
+YTS = 365.0 * 24 * 3600
+
+
+@pytest.fixture(scope="module")
+def ens(tmp_path_factory):
+    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
+                        scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
+                        split_rule="square-melt")
+    return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)
+
+
+def test_ensemble_stores_initial_and_static_fields(ens):
+    with xr.open_dataset(ens) as ds:
+        for name in ("vx0", "vy0", "thickness0", "surface0", "base0", "ice_levelset0", "ocean_levelset0", "bed",
+                     "friction_coefficient", "rheology_B", "smb", "floatingice_melting_rate", "spcvx", "spcvy"):
+            assert ds[name].dims == ("run", "vertex"), name
+            assert ds[name].attrs["units"]
+        assert ds["vx0"].attrs["units"] == "m yr^-1" and ds["thickness0"].attrs["units"] == "m"
+        assert ds["friction_coefficient"].attrs["friction_law"] == "budd"
+        assert ds["start_time"].dims == ("run",) and float(ds["start_time"][0]) == 0.0
+        melt = ds["floatingice_melting_rate"].values
+        assert np.allclose(melt, ds["melt_rate"].values[:, None])  # the swept value, m/yr, every vertex
+        # one year of thinning: the first output differs from the stored initial thickness
+        assert not np.allclose(ds["thickness"].values[:, 0], ds["thickness0"].values)
+
+
+def test_direct_dataset_shapes_and_inputs(ens):
+    d = DirectDataset(ens, "train")
+    with xr.open_dataset(ens) as ds:
+        train_pos = np.flatnonzero(np.isin(ds["melt_rate"].values, [5.0, 15.0]))
+        assert d.run_positions.tolist() == train_pos.tolist()
+        assert len(d) == 2 * 3 and d.spec.scalar_outputs == ("thickness",) and not d.moving_front
+        nv = ds.sizes["vertex"]
+        for i, (p, k) in enumerate(d.samples):
+            s = d[i]
+            assert s.scalars.shape == (nv, d.spec.n_scalars) and s.vectors.shape == (nv, d.spec.n_vectors, 2)
+            assert s.y_velocity.shape == (nv, 2) and s.y_scalars.shape == (nv, 1)
+            col = d.spec.scalars.index
+            np.testing.assert_allclose(s.scalars[:, col("thickness")].numpy(), ds["thickness0"].values[p], rtol=1e-6)
+            np.testing.assert_allclose(s.scalars[:, col("time")].numpy(), ds["time"].values[k - 1] * YTS, rtol=1e-6)
+            np.testing.assert_allclose(s.scalars[:, col("melt_rate")].numpy(), ds["melt_rate"].values[p] / YTS,
+                                       rtol=1e-6)
+            np.testing.assert_allclose(s.y_velocity[:, 0].numpy(), ds["vx"].values[p, k - 1] / YTS, rtol=1e-6)
+            np.testing.assert_allclose(s.y_scalars[:, 0].numpy(), ds["thickness"].values[p, k - 1], rtol=1e-6)
+            assert int(s.run) == p and int(s.k) == k
+
+
+def test_step_dataset_pairs_geometry_k_minus_1_with_velocity_k(ens):
+    d = StepDataset(ens, "validation")
+    assert d.spec.scalar_outputs == () and "time" not in d.spec.scalars
+    with xr.open_dataset(ens) as ds:
+        p_val = int(np.flatnonzero(ds["melt_rate"].values == 10.0)[0])
+        assert {p for p, _ in d.samples} == {p_val} and sorted(k for _, k in d.samples) == [1, 2, 3]
+        col = d.spec.scalars.index
+        for i, (p, k) in enumerate(d.samples):
+            s = d[i]
+            h_in = ds["thickness0"].values[p] if k == 1 else ds["thickness"].values[p, k - 2]
+            v_in = ds["vy0"].values[p] if k == 1 else ds["vy"].values[p, k - 2]
+            np.testing.assert_allclose(s.scalars[:, col("thickness")].numpy(), h_in, rtol=1e-6)
+            np.testing.assert_allclose(s.vectors[:, 0, 1].numpy(), v_in / YTS, rtol=1e-6, atol=1e-12)
+            np.testing.assert_allclose(s.y_velocity[:, 1].numpy(), ds["vy"].values[p, k - 1] / YTS, rtol=1e-6)
+
+
+def test_collate_batches_graphs(ens):
+    d = make_dataset("step", ens, "train")
+    b = collate([d[0], d[1], d[2]])
+    nv = d.mesh.nv
+    assert b.num_graphs == 3 and b.ptr.tolist() == [0, nv, 2 * nv, 3 * nv]
+    assert b.scalars.shape == (3 * nv, d.spec.n_scalars) and b.edge_index.max() == 3 * nv - 1
+    assert b.face.shape[1] == 3 * d.mesh.elements.shape[0] and b.k.tolist() == [d.samples[i][1] for i in range(3)]
+
+
+def test_forcing_ranges_cover_the_split_only(ens):
+    d = DirectDataset(ens, "train")
+    r = d.forcing_ranges()
+    assert r["melt_rate"] == pytest.approx((5.0 / YTS, 15.0 / YTS))
+    assert r["time"] == pytest.approx((YTS, 3 * YTS))
+
+
+def test_cache_is_bounded_and_all_split(ens):
+    d = StepDataset(ens, None, cache_bytes=1)
+    assert len(d.run_positions) == 5 and len(d) == 15
+    for i in range(len(d)):
+        d[i]
+    assert len(d._cache) == 1
+    assert torch.equal(d[0].scalars, StepDataset(ens, "all")[0].scalars)
+
+
+def test_times_subset_and_errors(ens, tmp_path):
+    d = DirectDataset(ens, "train", times=[2.0])
+    assert sorted({k for _, k in d.samples}) == [2]
+    with pytest.raises(DatasetError, match="split must be"):
+        DirectDataset(ens, "bogus")
+    with pytest.raises(ValueError, match="mode"):
+        make_dataset("both", ens)
+    with xr.open_dataset(ens) as ds:
+        ds.drop_vars(["vx0", "bed"]).to_netcdf(tmp_path / "old.nc")
+    with pytest.raises(DatasetError, match="vx0"):
+        DirectDataset(tmp_path / "old.nc")
+    with pytest.raises(FileNotFoundError):
+        DirectDataset(tmp_path / "nothing")
