@@ -102,6 +102,10 @@ def test_cache_is_bounded_and_all_split(ens):
 def test_times_subset_and_errors(ens, tmp_path):
     d = DirectDataset(ens, "train", times=[2.0])
     assert sorted({k for _, k in d.samples}) == [2]
+    assert sorted({k for _, k in StepDataset(ens, "train", time_stride=2).samples}) == [2]
+    assert sorted({k for _, k in DirectDataset(ens, "train", times=[1.0, 2.0], time_stride=2).samples}) == [2]
+    with pytest.raises(DatasetError, match="time_stride"):
+        DirectDataset(ens, "train", time_stride=0)
     with pytest.raises(DatasetError, match="split must be"):
         DirectDataset(ens, "bogus")
     with pytest.raises(ValueError, match="mode"):

@@ -34,11 +34,13 @@ from issm_emulator.errors import IssmEmulatorError
               show_default=True)
 @click.option("--lr-decay", type=float, default=0.99, show_default=True, help="ExponentialLR gamma.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--time-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Use every N-th output time only (cheaper epochs on long monthly runs).")
 @click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
-                  lr_decay: float, num_workers: int, resume: bool, no_progress: bool) -> None:
+                  lr_decay: float, num_workers: int, time_stride: int, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
     from issm_emulator.nn.train import history_paths, train
 
@@ -46,7 +48,7 @@ def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: 
         path = train(data, model=arch, mode=mode, out=out, epochs=epochs, lr=lr, batch_size=batch_size,
                      device=device, seed=seed, hidden=hidden, layers=layers, patience=patience,
                      lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
-                     progress=not no_progress)
+                     progress=not no_progress, time_stride=time_stride)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

@@ -167,6 +167,8 @@ class EnsembleDataset(Dataset):
     rule : split rule (default the ensemble's ``split_rule`` attribute)
     runs : explicit run positions (along the file's ``run`` axis) instead of ``split``
     times : keep only outputs at these model times (years, matched to the nearest output)
+    time_stride : keep only every ``time_stride``-th output (k = stride, 2 stride, ...); fewer, less
+        correlated samples per epoch for long monthly runs
     dtype : floating dtype of the tensors
     cache_bytes : bound of the loaded-run cache (bytes)
     """
@@ -176,7 +178,7 @@ class EnsembleDataset(Dataset):
     def __init__(self, data: str | os.PathLike, split: str | None = "train", *, spec: FeatureSpec | None = None,
                  parameters: Sequence[str] | None = None, moving_front: bool | None = None, rule: Any = None,
                  runs: Iterable[int] | None = None, times: Iterable[float] | None = None,
-                 dtype: torch.dtype = torch.float32, cache_bytes: int = 2 * 1024 ** 3):
+                 time_stride: int = 1, dtype: torch.dtype = torch.float32, cache_bytes: int = 2 * 1024 ** 3):
         self.path = ensemble_path(data)
         self.ds = open_ensemble(self.path)
         ds = self.ds
@@ -223,6 +225,11 @@ class EnsembleDataset(Dataset):
         if times is not None:
             want = np.atleast_1d(np.asarray(list(times), float))
             keep = {int(np.argmin(np.abs(self.output_times - t))) + 1 for t in want}
+        if int(time_stride) < 1:
+            raise DatasetError(f"time_stride must be >= 1, got {time_stride}")
+        if int(time_stride) > 1:  # every time_stride-th output k (k = stride, 2 stride, ...)
+            strided = set(range(int(time_stride), self.output_times.size + 1, int(time_stride)))
+            keep = strided if keep is None else keep & strided
         self.samples: list[tuple[int, int]] = self._make_samples(keep)
         if self.mode == "step":
             self._check_step_pairing()

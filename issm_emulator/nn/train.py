@@ -244,7 +244,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "direct",
           parameters: Sequence[str] | None = None, moving_front: bool | None = None, split_rule: Any = None,
           model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
-          callback: Callable[[dict[str, Any]], None] | None = None) -> Path:
+          time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -268,6 +268,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "direct",
     resume : continue from ``<stem>.last.pt`` when it exists (same configuration)
     progress : rich progress bar on stderr (rank 0)
     deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training
+    time_stride : train and validate on every ``time_stride``-th output only (cheaper epochs)
     callback : called on rank 0 with each epoch's history record
 
     Returns
@@ -301,7 +302,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "direct",
                           lr_schedule=lr_schedule, lr_decay=lr_decay, weight_decay=weight_decay,
                           grad_clip=grad_clip, parameters=parameters, moving_front=moving_front,
                           split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
-                          resume=resume, progress=progress, cache_bytes=cache_bytes, callback=callback,
+                          resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
+                          callback=callback,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -312,9 +314,9 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            dev: torch.device, seed: int, hidden: int, layers: int, patience: int | None, lr_schedule: str,
            lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
-           cache_bytes: int, callback: Any, world: int, rank: int) -> Path:
+           cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int) -> Path:
     _seed_everything(seed)
-    kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes}
+    kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride}
     train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw)
     if len(train_ds) == 0:
         raise DatasetError(f"{train_ds.path}: the training split has no samples")
