@@ -20,7 +20,13 @@ from issm_emulator.scenarios.mismip_plus import (
     spinup_cache_path,
     weertman_issm_parameters,
 )
-from issm_emulator.scenarios.north79 import TONGUE_BED_DEPTH, north79
+from issm_emulator.scenarios.north79 import (
+    DEFAULT_OCEAN_BUFFER,
+    TONGUE_BED_DEPTH,
+    extended_outline,
+    north79,
+    polyline_distance,
+)
 from issm_emulator.scenarios.pine_island import pine_island
 from issm_emulator.units import ureg
 
@@ -159,30 +165,94 @@ def test_pine_island_runs_with_fem_and_melts(issm_data_dir):
 # --------------------------------------------------------------------------------------------------
 # 79N
 # --------------------------------------------------------------------------------------------------
+def _north79_outline():
+    from issm_emulator.data import fetch
+    from issm_emulator.issm.formats import read_exp
+
+    c = read_exp(fetch("exp/79North.exp"))[0]
+    return np.asarray(c["x"], float), np.asarray(c["y"], float)
+
+
+def _segment_distance(ax, ay, bx, by, px, py):
+    """Distance from each point to the segment a-b (independent of the scenario's helper)."""
+    dx, dy = bx - ax, by - ay
+    t = np.clip(((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
+    return np.hypot(px - ax - t * dx, py - ay - t * dy)
+
+
 def test_north79_tongue_bed_calving_and_front(issm_data_dir):
+    from issm_emulator.issm.setup import contour_points_inside
+
     md = north79(10e3, "0.8 MPa", floating_threshold=200e3 * ureg.Pa)
+    nv = md.mesh.numberofvertices
+    x, y = md.mesh.x, md.mesh.y
+    el = md.mesh.elements - 1
+    boundary = md.mesh.vertexonboundary.astype(bool)
+    ox, oy = _north79_outline()
+    # inside the ISSM outline (edges included, up to Triangle's rounding)
+    on_edge = np.min([_segment_distance(ox[k], oy[k], ox[k + 1], oy[k + 1], x, y) for k in range(ox.size - 1)],
+                     axis=0) < 1e-3
+    inside = contour_points_inside({"x": ox, "y": oy}, x, y) | on_edge
+    assert 0 < (~inside).sum() < nv
+    # the buffer lies beyond the front path (outline points 11..16) and reaches ~DEFAULT_OCEAN_BUFFER from it
+    d_front = np.min([_segment_distance(ox[k], oy[k], ox[k + 1], oy[k + 1], x, y) for k in range(11, 16)], axis=0)
+    assert d_front[~inside].max() == pytest.approx(DEFAULT_OCEAN_BUFFER, rel=0.05)
+
+    # ice level set: signed distance to the front path, negative in ice, positive in the ocean
+    ls = md.mask.ice_levelset
+    assert np.all(ls[inside] < 0) and np.all(ls[~inside] > 0)
+    np.testing.assert_allclose(np.abs(ls), np.maximum(d_front, np.where(inside, 1.0, 0.0)), atol=1e-6)
+
+    # geometry: tongue bed 500 m below the base, ice-free ocean a floating slab of min_thickness
     floating = md.mask.ocean_levelset < 0
-    assert 0 < floating.sum() < md.mesh.numberofvertices
+    assert np.all(floating[~inside])
+    ice_v = np.zeros(nv, dtype=bool)
+    ice_v[el[(ls[el] < 0).any(axis=1)].ravel()] = True
+    ocean = ~ice_v
+    assert ocean.sum() > 5
+    hmin = md.masstransport.min_thickness
+    np.testing.assert_array_equal(md.geometry.thickness[ocean], hmin)
+    np.testing.assert_allclose(md.geometry.base[ocean], -md.materials.rho_ice / md.materials.rho_water * hmin)
+    np.testing.assert_array_equal(md.initialization.vx[ocean], 0.0)
     np.testing.assert_allclose(md.geometry.bed[floating], md.geometry.base[floating] - TONGUE_BED_DEPTH)
     assert TONGUE_BED_DEPTH == 500.0
     np.testing.assert_array_equal(md.geometry.bed[~floating], md.geometry.base[~floating])
     np.testing.assert_allclose(md.geometry.thickness, md.geometry.surface - md.geometry.base)
     assert md.geometry.thickness.min() >= 1.0
-    # calving
+    # front elements carry the tongue's thickness, not the slab
+    front_el = (ls[el] < 0).any(axis=1) & (ls[el] > 0).any(axis=1)
+    assert front_el.any() and md.geometry.thickness[el[front_el]].min() > 20.0
+
+    # calving and level-set settings
     assert type(md.calving).__name__ == "vonmises"
     assert md.calving.stress_threshold_groundedice == 8e5 and md.calving.stress_threshold_floatingice == 2e5
     assert md.transient.ismovingfront == 1 and md.transient.isthermal == 0
     np.testing.assert_array_equal(md.frontalforcings.meltingrate, 0.0)
-    assert np.all(np.isnan(md.levelset.spclevelset))
-    # front as SetMarineIceSheetBC guesses it, -1 elsewhere; Dirichlet 0 and fixed thickness off the front
-    front = md.mask.ice_levelset == 0
-    np.testing.assert_array_equal(front, _front_guess(md))
-    assert np.all(md.mask.ice_levelset[~front] == -1)
+    assert md.levelset.kill_icebergs == 1
+    spc = md.levelset.spclevelset
+    np.testing.assert_array_equal(np.isfinite(spc), boundary & ~inside)
+    np.testing.assert_allclose(spc[boundary & ~inside], ls[boundary & ~inside])
+    assert np.all(spc[np.isfinite(spc)] > 0)
+
+    # velocity: 0 on the grounded/land outline (SetMarineIceSheetBC's guess), the archived velocity on the
+    # tongue's fjord sides, free on the ocean boundary
+    guess = _front_guess(md)
     dirichlet = np.isfinite(md.stressbalance.spcvx)
-    assert dirichlet.any() and np.all(md.stressbalance.spcvx[dirichlet] == 0)
+    np.testing.assert_array_equal(dirichlet, np.isfinite(md.stressbalance.spcvy))
+    np.testing.assert_array_equal(dirichlet, boundary & inside)
+    land = boundary & ~guess
+    assert land.sum() > 10 and np.all(md.stressbalance.spcvx[land] == 0) and np.all(md.stressbalance.spcvy[land] == 0)
+    sides = boundary & inside & guess
+    seg = md.mesh.segments[:, :2] - 1
+    sides[seg[~np.all(guess[seg], axis=1)].ravel()] = False  # ends of land segments keep 0 (ISSM's rule)
+    assert sides.sum() > 5
+    np.testing.assert_array_equal(md.stressbalance.spcvx[sides], md.initialization.vx[sides])
+    np.testing.assert_array_equal(md.stressbalance.spcvy[sides], md.initialization.vy[sides])
+    assert np.hypot(md.stressbalance.spcvx[sides], md.stressbalance.spcvy[sides]).max() > 100.0
     fixed_h = np.isfinite(md.masstransport.spcthickness)
-    assert not np.any(fixed_h & front)
+    assert fixed_h.any() and not np.any(fixed_h & ~inside) and not np.any(fixed_h & sides)
     np.testing.assert_array_equal(md.masstransport.spcthickness[fixed_h], md.geometry.thickness[fixed_h])
+
     np.testing.assert_array_equal(md.smb.mass_balance, 15.0)
     np.testing.assert_allclose(md.materials.rheology_B, PATERSON_253, rtol=1e-15)
     assert np.all(md.friction.coefficient[floating] == 0) and np.all(md.friction.coefficient[~floating] == 50)
@@ -195,12 +265,28 @@ def test_north79_tongue_bed_calving_and_front(issm_data_dir):
 
 
 def test_north79_threshold_defaults_and_errors(issm_data_dir):
-    md = north79(10e3, 1.2e6)
+    md = north79(10e3, 1.2e6, ocean_buffer="15 km")
     assert md.calving.stress_threshold_groundedice == md.calving.stress_threshold_floatingice == 1.2e6
+    assert md.mask.ice_levelset.max() == pytest.approx(15e3, rel=0.05)
     with pytest.raises(ModelInputError, match="stress_threshold"):
         north79(10e3, -1.0)
     with pytest.raises(UnitError):
         north79(10e3, "1 m/yr")
+    with pytest.raises(ModelInputError, match="ocean_buffer"):
+        north79(10e3, 1e6, ocean_buffer=5e3)
+
+
+def test_north79_extended_outline_and_distance():
+    square = {"x": np.array([0.0, 10.0, 10.0, 0.0]), "y": np.array([0.0, 0.0, 10.0, 10.0])}
+    # front = the right side (points 1..2): swept by 4 along +x
+    domain, front, d = extended_outline(square, 4.0, (1, 2))
+    np.testing.assert_allclose(d, [1.0, 0.0])
+    np.testing.assert_allclose(domain["x"], [0, 10, 14, 14, 10, 0])
+    np.testing.assert_allclose(domain["y"], [0, 0, 0, 10, 10, 10])
+    np.testing.assert_allclose(polyline_distance(front, np.array([10.0, 13.0, 5.0, 12.0]),
+                                                 np.array([5.0, 5.0, 5.0, 13.0])), [0, 3, 5, np.hypot(2, 3)])
+    with pytest.raises(ValueError, match="counter-clockwise"):
+        extended_outline({"x": square["x"][::-1], "y": square["y"][::-1]}, 4.0, (1, 2))
 
 
 # --------------------------------------------------------------------------------------------------
