@@ -17,8 +17,9 @@ sorted distinct thresholds of the ensemble:
 
 so every held-out threshold lies strictly between two training thresholds (the smallest threshold, k = 0,
 is always training; no extrapolation below the sweep), test and validation alternate every third
-threshold, and 2/3 of the thresholds train. For the default 0.65:1.2:0.05 MPa sweep (12 runs): test 0.70
-and 1.00 MPa, validation 0.85 and 1.15 MPa, the other 8 train.
+threshold, and 2/3 of the thresholds train. For the default 0.05:0.6:0.05 MPa sweep (12 runs): test 0.10
+and 0.40 MPa, validation 0.25 and 0.55 MPa, the other 8 train (for the seed's Helheim-like 0.65:1.2:0.05
+MPa: test 0.70 and 1.00, validation 0.85 and 1.15).
 
 ``'by-position'``: the same positional rule for any numeric sweep (MISMIP+ melt factors).
 
