@@ -214,3 +214,6 @@ from issm_emulator.nn.cli import evaluate_command, train_command  # noqa: E402
 
 main.add_command(train_command)
 main.add_command(evaluate_command)
+from issm_emulator.weights.cli import fetch_command  # noqa: E402
+
+main.add_command(fetch_command)

@@ -10,12 +10,12 @@ there with the right hash.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from ._download import sha256_file as _sha256
 from .errors import DataUnavailableError
 
 __all__ = [
@@ -66,14 +66,6 @@ def cache_dir() -> Path:
     import pooch
 
     return Path(pooch.os_cache("issm-emulator")) / "issm-data"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _resolve_name(name: str) -> str:
