@@ -60,7 +60,7 @@ def main() -> None:
         "|---|---|---|---|",
         f"| {computed} | {wall:.0f} | {wall / max(computed, 1):.1f} | 36 runs in <= 1800 s |",
         "",
-        f"Failed runs: {failed or 'none'}.",
+        f"Failed runs: {failed if failed not in ('', '[]') else 'none'}.",
     ])
     write_section(args.report, "pig-ensemble", body, title="Performance")
     print(body)

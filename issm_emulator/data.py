@@ -6,6 +6,10 @@ otherwise ``pooch.os_cache('issm-emulator')/issm-data``; it uses the layout ``Pi
 ``exp/Square.exp``, ``archives/Archive101.arch``, ... so a folder holding those files (for instance a
 read-only copy of the data) can be used directly: nothing is written when every requested file is
 there with the right hash.
+
+A few files ship inside the package (``issm_emulator/bundled/issm``: the Pine Island geometry and outlines,
+for the offline demo and the default weights' scenario); :func:`fetch` uses them, hash-verified, when the
+cache folder does not hold them.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ def cache_dir() -> Path:
     return Path(pooch.os_cache("issm-emulator")) / "issm-data"
 
 
+def bundled_path(key: str) -> Path | None:
+    """The copy of registry file ``key`` shipped inside the package, or None."""
+    path = Path(str(resources.files("issm_emulator").joinpath("bundled/issm"))) / key
+    return path if path.is_file() else None
+
+
 def _resolve_name(name: str) -> str:
     reg = registry()
     key = str(name).replace("\\", "/")
@@ -110,6 +120,9 @@ def fetch(name: str) -> Path:
                 f"Delete it and call issm_emulator.data.fetch({key!r}) again to re-download it, or point "
                 f"{ENV_VAR} at a folder holding the right file.")
         return path
+    shipped = bundled_path(key)
+    if shipped is not None and _sha256(shipped) == expected:
+        return shipped
 
     import pooch
 

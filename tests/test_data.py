@@ -121,3 +121,20 @@ def test_offline_and_uncached(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "BASE_URL", _closed_port_url())
     with pytest.raises(DataUnavailableError, match=data.ENV_VAR):
         data.fetch("exp/Square.exp")
+
+
+def test_bundled_pine_island_files_work_offline(tmp_path, monkeypatch):
+    """The Pine Island files ship in the package: offline and uncached, fetch returns the verified copy."""
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "empty"))
+    monkeypatch.setattr(data, "BASE_URL", _closed_port_url())
+    for name in ("Pig.arch", "exp/Pig.exp", "exp/PigShelves.exp", "exp/PigIslands.exp"):
+        p = data.fetch(name)
+        assert p == data.bundled_path(name)
+        assert data._sha256(p) == data.registry()[name][0].split(":", 1)[1]
+    assert data.bundled_path("79North.arch") is None
+    with pytest.raises(DataUnavailableError):
+        data.fetch("79North.arch")  # not bundled: needs the network or a cache
+
+
+def test_cached_file_is_preferred_to_bundled(issm_data_dir):
+    assert data.fetch("Pig.arch") == issm_data_dir / "Pig.arch"
