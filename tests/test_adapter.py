@@ -396,6 +396,8 @@ ne_of = lambda md: md.mesh.numberofelements
 
 MALFORMED = [
     # (id, mutation, field named in the message, extra text expected in the message, solution)
+    ("higher-order-flow", _set("flowequation.isHO", 1), "flowequation.isHO", "SSA equations only",
+     "TransientSolution"),
     ("thickness-short", _edit("geometry.thickness", lambda a, md: a[:-1]), "geometry.thickness",
      "expected 36 values (one per vertex), got 35", "TransientSolution"),
     ("thickness-none", _set("geometry.thickness", None), "geometry.thickness", None, "TransientSolution"),

@@ -553,6 +553,23 @@ def _read_timestepping(md: Any, yts: float) -> Timestepping:
                         interp_forcing=interp)
 
 
+_OTHER_FLOW_EQUATIONS = ("isSIA", "isL1L2", "isMOLHO", "isHO", "isFS")
+
+
+def _check_flowequation(md: Any) -> None:
+    """The solvers are 2-D SSA (shelfy-stream) models: refuse a model set up for another flow equation
+    rather than silently solving it as SSA. Unset flags (pyISSM's defaults) are accepted."""
+    for name in _OTHER_FLOW_EQUATIONS:
+        value = _get(md, f"flowequation.{name}", 0)
+        try:
+            on = bool(np.any(np.asarray(value, dtype=float) != 0))
+        except (TypeError, ValueError):
+            raise _err(f"flowequation.{name}", "0 or 1", repr(value)) from None
+        if on:
+            raise _err(f"flowequation.{name}", "0: issm-emulator solves the SSA equations only "
+                       "(pyissm.model.param.set_flow_equation(md, SSA='all'))", str(value))
+
+
 def _read_transient_flags(md: Any) -> TransientFlags:
     names = ("issmb", "ismasstransport", "isstressbalance", "isgroundingline", "ismovingfront")
     defaults = (1, 1, 1, 0, 0)
@@ -926,6 +943,7 @@ def read_model(md: Any, solution: str = TRANSIENT) -> ModelState:
         ``solution`` is neither a transient nor a stress-balance solution.
     """
     solution = _canonical_solution(solution)
+    _check_flowequation(md)
     yts, g = _read_constants(md)
     mesh, ctx = _read_mesh(md, yts)
     vx, vy = _read_velocity(md, ctx)

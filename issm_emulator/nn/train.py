@@ -237,7 +237,7 @@ def _evaluate_loss(model: nn.Module, loader: DataLoader, in_norm: Normalizer, ou
 
 
 # --------------------------------------------------------------------------------------------- train
-def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "direct", out: str | os.PathLike,
+def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", out: str | os.PathLike,
           epochs: int = 100, lr: float = 1e-3, batch_size: int = 8, device: Any = None, seed: int = 0,
           hidden: int = 128, layers: int = 5, patience: int | None = 20, lr_schedule: str = "exponential",
           lr_decay: float = 0.99, weight_decay: float = 0.0, grad_clip: float | None = None,
