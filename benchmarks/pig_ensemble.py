@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import xarray as xr
-
 from report import machine_line, write_section
 
 os.environ.setdefault("USER", "issm-emulator")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 # Quadrature on the reference triangle: barycentric points and weights summing to 1 (times the area).
 #: degree-2 rule (3 interior points), exact for quadratics
@@ -138,3 +140,162 @@ class P1Mesh:
     def at_points(self, f: np.ndarray, points: np.ndarray) -> np.ndarray:
         """(ne, npts) values of the P1 interpolant of ``f`` at barycentric ``points`` (npts, 3)."""
         return np.asarray(f)[self.elements] @ np.asarray(points).T
+
+    @cached_property
+    def vertex_order(self) -> np.ndarray:
+        """(nv,) fill-reducing ordering of the vertices (position -> vertex), computed once per mesh.
+
+        SuperLU's multiple minimum degree ordering of A^T + A for a diagonally dominant matrix whose pattern
+        is the vertex adjacency of the mesh (only the pattern matters). Sparse LU factorisations of FE
+        matrices numbered vertex by vertex in this order (the unknowns of a vertex adjacent) with SuperLU's
+        ``permc_spec="NATURAL"`` get about the fill of a minimum-degree ordering of the full matrix
+        without paying for that ordering at every factorisation.
+        """
+        rows, cols = self._scatter
+        adj = sp.csc_matrix((np.ones(rows.size), (rows, cols)), shape=(self.nv, self.nv))
+        adj = adj + sp.diags(np.asarray(adj.sum(axis=1)).ravel() + 1.0)
+        lu = spla.splu(adj.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+        return np.argsort(lu.perm_c).astype(np.int64)
+
+
+class ReducedSystem:
+    """Scatter of element matrices into the free-dof blocks of a global FE matrix, in a fill-reducing order.
+
+    A global matrix has ``ncomp`` unknowns per vertex, global dof ``c * nv + v`` for component ``c`` of
+    vertex ``v``; element matrices are (ne, 3 ncomp, 3 ncomp) with local dofs ordered component-major
+    ([c0 at the 3 vertices, c1 at the 3 vertices, ...]). Given the mask of free dofs, the free dofs are
+    renumbered vertex by vertex in :attr:`P1Mesh.vertex_order` (the components of a vertex adjacent) and
+
+        A_ff = P K[free, free] P^T   (CSC, for SuperLU with permc_spec="NATURAL")
+        A_fs = P K[free, fixed]      (CSR)
+
+    are filled directly from the element entries by sparse gather matrices built once (``A_ff.data =
+    G_ff @ ke.ravel()``), so no global matrix is formed and sliced. Vectors over the free dofs are in the
+    new order: ``x_new = x_global[dofs]`` and ``x_global[dofs] = x_new``.
+
+    Attributes
+    ----------
+    dofs : (nf,) global index of each free dof in the new order
+    fixed : (ns,) global indices of the fixed dofs (increasing)
+    target_ff, target_fs : (ne (3 ncomp)^2,) index of each flattened element entry in the CSC data of A_ff
+        (CSR data of A_fs), -1 where the entry belongs to neither block
+    G_ff, G_fs : sparse gather matrices, ``A_ff.data = G_ff @ ke.ravel()``
+    """
+
+    def __init__(self, mesh: P1Mesh, free: np.ndarray, ncomp: int):
+        nv = mesh.nv
+        nd = ncomp * nv
+        free = np.asarray(free, dtype=bool)
+        if free.shape != (nd,):
+            raise ValueError(f"ReducedSystem: free mask of shape {free.shape}, expected ({nd},)")
+        self.ncomp = ncomp
+        self.free_mask = free.copy()
+        rank = np.empty(nv, dtype=np.int64)
+        rank[mesh.vertex_order] = np.arange(nv)
+        pos = (rank[None, :] * ncomp + np.arange(ncomp)[:, None]).ravel()  # position of global dof
+        fidx = np.flatnonzero(free)
+        self.dofs = fidx[np.argsort(pos[fidx], kind="stable")]
+        self.fixed = np.flatnonzero(~free)
+        nf, ns = self.dofs.size, self.fixed.size
+        gmap = np.full(nd, -1, dtype=np.int64)
+        gmap[self.dofs] = np.arange(nf)
+        smap = np.full(nd, -1, dtype=np.int64)
+        smap[self.fixed] = np.arange(ns)
+        e = mesh.elements
+        gdof = np.concatenate([e + c * nv for c in range(ncomp)], axis=1)  # (ne, 3 ncomp)
+        m = gdof.shape[1]
+        r = np.repeat(gdof[:, :, None], m, axis=2).ravel()
+        c = np.repeat(gdof[:, None, :], m, axis=1).ravel()
+        self.nentries = r.size
+        rf, cf, cs = gmap[r], gmap[c], smap[c]
+        # free-free block, CSC: sort by (column, row)
+        sel = np.flatnonzero((rf >= 0) & (cf >= 0))
+        ukey, inv = np.unique(cf[sel] * nf + rf[sel], return_inverse=True)
+        self._ff_index = (ukey % nf).astype(np.int32)
+        self._ff_indptr = np.concatenate([[0], np.cumsum(np.bincount(ukey // nf, minlength=nf))]).astype(np.int32)
+        self.target_ff = np.full(r.size, -1, dtype=np.int64)
+        self.target_ff[sel] = inv.ravel()
+        self.nnz_ff = ukey.size
+        # free-fixed block, CSR: sort by (row, column)
+        sel = np.flatnonzero((rf >= 0) & (cs >= 0))
+        ukey, inv = np.unique(rf[sel] * max(ns, 1) + cs[sel], return_inverse=True)
+        self._fs_index = (ukey % max(ns, 1)).astype(np.int32)
+        self._fs_indptr = np.concatenate([[0], np.cumsum(np.bincount(ukey // max(ns, 1), minlength=nf))]
+                                         ).astype(np.int32)
+        self.target_fs = np.full(r.size, -1, dtype=np.int64)
+        self.target_fs[sel] = inv.ravel()
+        self.nnz_fs = ukey.size
+        self.shape_ff = (nf, nf)
+        self.shape_fs = (nf, ns)
+        #: per-system storage for callers' derived gather matrices (e.g. constant element operators)
+        self.cache: dict = {}
+
+    def gather(self, entries: np.ndarray, columns: np.ndarray, ncols: int,
+               weights: np.ndarray | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Gather matrices (G_ff, G_fs) of shape (nnz, ncols) that add ``weights[k] * z[columns[k]]`` to the
+        data slot of flattened element entry ``entries[k]``: ``A_ff.data = G_ff @ z`` for any (ncols,) ``z``.
+        Lets a caller fold a constant per-entry factor into the scatter (e.g. K_e = F_e Kgeom_e)."""
+        entries = np.asarray(entries, dtype=np.int64)
+        columns = np.asarray(columns, dtype=np.int64)
+        w = np.ones(entries.size) if weights is None else np.asarray(weights, dtype=float)
+        out = []
+        for target, n in ((self.target_ff, self.nnz_ff), (self.target_fs, self.nnz_fs)):
+            t = target[entries]
+            ok = t >= 0
+            out.append(sp.csr_matrix((w[ok], (t[ok], columns[ok])), shape=(n, ncols)))
+        return out[0], out[1]
+
+    @cached_property
+    def _identity_gather(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        ent = np.arange(self.nentries)
+        return self.gather(ent, ent, self.nentries)
+
+    @property
+    def G_ff(self) -> sp.csr_matrix:
+        """(nnz_ff, nentries) gather matrix: ``A_ff.data = G_ff @ ke.ravel()`` (built on first use)."""
+        return self._identity_gather[0]
+
+    @property
+    def G_fs(self) -> sp.csr_matrix:
+        """(nnz_fs, nentries) gather matrix: ``A_fs.data = G_fs @ ke.ravel()``."""
+        return self._identity_gather[1]
+
+    def matrix_ff(self, data: np.ndarray) -> sp.csc_matrix:
+        """A_ff from its CSC data (length ``nnz_ff``)."""
+        return sp.csc_matrix((data, self._ff_index, self._ff_indptr), shape=self.shape_ff)
+
+    def matrix_fs(self, data: np.ndarray) -> sp.csr_matrix:
+        """A_fs from its CSR data (length ``nnz_fs``)."""
+        return sp.csr_matrix((data, self._fs_index, self._fs_indptr), shape=self.shape_fs)
+
+    def assemble(self, ke: np.ndarray) -> tuple[sp.csc_matrix, sp.csr_matrix]:
+        """(A_ff, A_fs) from element matrices ``ke`` (ne, 3 ncomp, 3 ncomp)."""
+        flat = np.ascontiguousarray(ke, dtype=float).ravel()
+        return self.matrix_ff(self.G_ff @ flat), self.matrix_fs(self.G_fs @ flat)
+
+
+_REDUCED: WeakKeyDictionary[P1Mesh, list[ReducedSystem]] = WeakKeyDictionary()
+_REDUCED_KEEP = 4
+
+
+def reduced_system(mesh: P1Mesh, free: np.ndarray, ncomp: int) -> ReducedSystem:
+    """The :class:`ReducedSystem` of ``mesh`` for this free-dof mask, cached per mesh (the last few masks),
+    so that a transient with an unchanged ice domain builds it once."""
+    free = np.asarray(free, dtype=bool)
+    cache = _REDUCED.setdefault(mesh, [])
+    for i, rs in enumerate(cache):
+        if rs.ncomp == ncomp and np.array_equal(rs.free_mask, free):
+            if i:
+                cache.insert(0, cache.pop(i))
+            return rs
+    rs = ReducedSystem(mesh, free, ncomp)
+    cache.insert(0, rs)
+    del cache[_REDUCED_KEEP:]
+    return rs
+
+
+def splu_natural(A: sp.csc_matrix, *, symmetric: bool = True):
+    """SuperLU factorisation of ``A`` in its given (already fill-reducing) order: ``permc_spec="NATURAL"``;
+    ``symmetric`` selects SuperLU's symmetric mode (diagonal pivots preferred), right for symmetric and
+    structurally symmetric, diagonally strong FE matrices. Raises RuntimeError when ``A`` is singular."""
+    return spla.splu(A, permc_spec="NATURAL", options={"SymmetricMode": bool(symmetric)})

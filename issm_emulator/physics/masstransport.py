@@ -30,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse.linalg as spla
 
 from issm_emulator.errors import ModelInputError, SolverDivergedError
-from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.physics.fe import P1Mesh, reduced_system, splu_natural
 
 STABILIZATIONS = (0, 1, 2, 5)
+#: SuperLU symmetric mode (diagonal pivots preferred, threshold partial pivoting kept) for the
+#: structurally symmetric, mass-dominated transport matrix
+_SYMMETRIC_MODE = True
 MELT_INTERPOLATIONS = ("NoMeltOnPartiallyFloating", "FullMeltOnPartiallyFloating", "SubelementMelt1")
 
 
@@ -162,7 +164,6 @@ def solve_thickness(pmesh: P1Mesh, *, thickness, vx, vy, dt: float, smb, grounde
         active = np.bincount(e[ice].ravel(), minlength=nv) > 0
     else:
         active = np.ones(nv, dtype=bool)
-    K = pmesh.assemble(K_e)
     F = pmesh.assemble_vector(F_e)
 
     fixed = ~active
@@ -175,11 +176,16 @@ def solve_thickness(pmesh: P1Mesh, *, thickness, vx, vy, dt: float, smb, grounde
     free = ~fixed
     Hn = values.copy()
     if free.any():
-        Kff = K[free][:, free].tocsc()
-        rhs = F[free]
-        if fixed.any():
-            rhs = rhs - K[free][:, fixed] @ values[fixed]
-        Hn[free] = spla.spsolve(Kff, rhs)
+        # free-dof blocks assembled straight from the element matrices, in the mesh's fill-reducing order
+        rs = reduced_system(pmesh, free, 1)
+        Kff, Kfs = rs.assemble(K_e)
+        rhs = F[rs.dofs]
+        if rs.fixed.size:
+            rhs = rhs - Kfs @ values[rs.fixed]
+        try:
+            Hn[rs.dofs] = splu_natural(Kff, symmetric=_SYMMETRIC_MODE).solve(rhs)
+        except RuntimeError as exc:  # exactly singular
+            raise SolverDivergedError(f"mass transport: singular matrix ({exc})", residual=float("nan")) from exc
     if not np.all(np.isfinite(Hn)):
         raise SolverDivergedError("mass transport: NaN or inf in the new thickness", residual=float("nan"))
     residual = np.where(Hn < min_thickness, min_thickness - Hn, 0.0)

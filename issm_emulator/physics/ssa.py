@@ -21,21 +21,31 @@ and ``convergence``): at iteration k, K(u_{k-1}) u_k = F; stop when
 over the free degrees of freedom (F reduced by the Dirichlet values), or after ``maxiter`` iterations.
 Newton's method (``isnewton`` 1, or 2 = Picard until restol is met, then Newton) uses the exact Jacobian of
 the viscous and friction terms with a backtracking line search and the same stopping rule.
+
+Linear algebra: the free-dof blocks are filled directly from the element matrices
+(:class:`~issm_emulator.physics.fe.ReducedSystem`, cached per mesh and free-dof set); each Picard system is
+solved by conjugate gradients preconditioned with the sparse LU factors of an earlier Picard matrix, to a
+relative residual of 1e-13 (:class:`_PicardLinearSolver`), i.e. to round-off of a direct solve.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from weakref import WeakKeyDictionary
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from issm_emulator.errors import ModelInputError, SolverDivergedError
 from issm_emulator.physics import masks
-from issm_emulator.physics.fe import GAUSS2_POINTS, GAUSS2_WEIGHTS, P1Mesh
+from issm_emulator.physics.fe import (
+    GAUSS2_POINTS,
+    GAUSS2_WEIGHTS,
+    P1Mesh,
+    ReducedSystem,
+    reduced_system,
+    splu_natural,
+)
 from issm_emulator.physics.friction import alpha2_at_points
 from issm_emulator.state import ModelState
 
@@ -145,42 +155,6 @@ def deviatoric_stress(mesh: P1Mesh, vx: np.ndarray, vy: np.ndarray, B: np.ndarra
 # --------------------------------------------------------------------------------------------------------
 # assembly helpers
 # --------------------------------------------------------------------------------------------------------
-class _Pattern:
-    """Fixed sparsity of the (2nv, 2nv) SSA matrix with blocked dofs [u_0..u_nv-1, v_0..v_nv-1] and the
-    map from the (ne, 6, 6) element matrices (local dofs [u_i, u_j, u_k, v_i, v_j, v_k]) to CSR data."""
-
-    def __init__(self, mesh: P1Mesh):
-        nv = mesh.nv
-        e = mesh.elements
-        gdof = np.concatenate([e, e + nv], axis=1)  # (ne, 6)
-        rows = np.repeat(gdof[:, :, None], 6, axis=2).ravel()
-        cols = np.repeat(gdof[:, None, :], 6, axis=1).ravel()
-        n = 2 * nv
-        key = rows.astype(np.int64) * n + cols
-        ukey, inv = np.unique(key, return_inverse=True)
-        self.inv = inv.ravel()
-        self.nnz = ukey.size
-        urow = ukey // n
-        self.indices = (ukey % n).astype(np.int32)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))]).astype(np.int32)
-        self.n = n
-
-    def matrix(self, ke: np.ndarray) -> sp.csr_matrix:
-        data = np.bincount(self.inv, weights=ke.ravel(), minlength=self.nnz)
-        return sp.csr_matrix((data, self.indices.copy(), self.indptr.copy()), shape=(self.n, self.n))
-
-
-_PATTERNS: WeakKeyDictionary[P1Mesh, _Pattern] = WeakKeyDictionary()
-
-
-def _pattern(mesh: P1Mesh) -> _Pattern:
-    pat = _PATTERNS.get(mesh)
-    if pat is None:
-        pat = _Pattern(mesh)
-        _PATTERNS[mesh] = pat
-    return pat
-
-
 def _viscous_blocks(dx: np.ndarray, dy: np.ndarray, F: np.ndarray) -> np.ndarray:
     """(ne, 6, 6) ISSM SSA viscous element matrices with factor F = int mu H dA (per element)."""
     xx = dx[:, :, None] * dx[:, None, :]
@@ -193,6 +167,18 @@ def _viscous_blocks(dx: np.ndarray, dy: np.ndarray, F: np.ndarray) -> np.ndarray
     ke[:, 3:, :3] = Fc * (2.0 * xy.transpose(0, 2, 1) + xy)
     ke[:, 3:, 3:] = Fc * (xx + 4.0 * yy)
     return ke
+
+
+def _viscous_gather(mesh: P1Mesh, rs: ReducedSystem) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Gather matrices V with ``K_ff.data = V_ff @ F`` (and K_fs) for the viscous element matrices
+    ``F_e Kgeom_e`` (:func:`_viscous_blocks` with F = 1 is constant per mesh), built once per system."""
+    V = rs.cache.get("ssa_viscous")
+    if V is None:
+        kg = _viscous_blocks(mesh.dphidx, mesh.dphidy, np.ones(mesh.ne)).ravel()
+        ent = np.arange(kg.size)
+        V = rs.gather(ent, ent // 36, mesh.ne, weights=kg)
+        rs.cache["ssa_viscous"] = V
+    return V
 
 
 def _front_load(mesh: P1Mesh, elements_ice_ls: np.ndarray, thickness: np.ndarray, base: np.ndarray,
@@ -277,15 +263,110 @@ def _friction_setup(state: ModelState, mesh: P1Mesh, ocean_levelset: np.ndarray,
 # --------------------------------------------------------------------------------------------------------
 # the solver
 # --------------------------------------------------------------------------------------------------------
-def _linear_solve(A: sp.csc_matrix, rhs: np.ndarray) -> np.ndarray:
-    """Sparse direct solve; the SSA matrices are symmetric, so SuperLU runs in symmetric mode with a
-    minimum-degree ordering of A^T + A (about twice as fast as the default COLAMD here)."""
+def _factorize(A: sp.csc_matrix):
     try:
-        lu = spla.splu(A, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+        return splu_natural(A, symmetric=True)
     except RuntimeError as exc:  # exactly singular
         raise SolverDivergedError(f"SSA: singular stiffness matrix ({exc}); is every ice region held by "
                                   "Dirichlet conditions, friction or a front?") from exc
-    return lu.solve(rhs)
+
+
+def _linear_solve(A: sp.csc_matrix, rhs: np.ndarray) -> np.ndarray:
+    """Sparse direct solve of a reduced SSA system (:class:`~issm_emulator.physics.fe.ReducedSystem`
+    order: vertices in minimum-degree order, u and v of a vertex adjacent). The matrices are symmetric,
+    so SuperLU runs in symmetric mode and keeps that precomputed order (``NATURAL``)."""
+    return _factorize(A).solve(rhs)
+
+
+#: relative residual ||b - A x|| / ||b|| at which the preconditioned CG of :class:`_PicardLinearSolver`
+#: stops: round-off level, so its solutions agree with a direct solve to ~1e-14
+PCG_RTOL = 1.0e-13
+#: PCG gives up (and the matrix is factorised) after this many iterations or when its convergence rate
+#: predicts more; a solve that needed more than PCG_REFACTOR iterations makes the next solve factorise
+PCG_MAXITER = 20
+PCG_REFACTOR = 10
+
+
+class _PicardLinearSolver:
+    """Solves the symmetric positive definite Picard systems K(u_{k-1}) u_k = F of one reduced system.
+
+    Successive Picard matrices (and those of successive time steps) differ only through the viscosity and
+    friction coefficients, so the sparse LU factors of an earlier matrix are an almost exact
+    preconditioner for the current one: conjugate gradients preconditioned with them, started from the
+    previous iterate, reach the round-off-level tolerance :data:`PCG_RTOL` in about ten iterations, each
+    costing one pair of triangular solves instead of a factorisation. The matrix is factorised afresh
+    (and its factors kept) at the first solve, when PCG stalls, and after a solve that needed more than
+    :data:`PCG_REFACTOR` iterations.
+    """
+
+    def __init__(self):
+        self.lu = None
+        self.refactor = True
+        self.stats = {"factorizations": 0, "pcg_solves": 0, "pcg_iterations": 0}
+
+    def _direct(self, A: sp.csc_matrix, b: np.ndarray) -> np.ndarray:
+        self.lu = _factorize(A)
+        self.refactor = False
+        self.stats["factorizations"] += 1
+        return self.lu.solve(b)
+
+    def solve(self, A: sp.csc_matrix, b: np.ndarray, x0: np.ndarray) -> np.ndarray:
+        if self.lu is None or self.refactor:
+            return self._direct(A, b)
+        x, its = _pcg(A, b, x0, self.lu.solve)
+        if x is None:
+            return self._direct(A, b)
+        self.stats["pcg_solves"] += 1
+        self.stats["pcg_iterations"] += its
+        self.refactor = its > PCG_REFACTOR
+        return x
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Dot product of two vectors without BLAS: on this shared 2-core machine a threaded BLAS ddot can
+    stall for milliseconds waiting for a descheduled thread, which dominated PCG's cost."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _norm(a: np.ndarray) -> float:
+    """Euclidean norm of a vector (see :func:`_dot`)."""
+    return math.sqrt(_dot(a, a))
+
+
+def _pcg(A, b: np.ndarray, x0: np.ndarray, precond) -> tuple[np.ndarray | None, int]:
+    """Preconditioned conjugate gradients to ||b - A x|| <= PCG_RTOL ||b||; (None, k) when it does not get
+    there within PCG_MAXITER iterations (judged from the rate after 4 iterations) or breaks down."""
+    nb = _norm(b)
+    if nb == 0.0:
+        return np.zeros_like(b), 0
+    goal = PCG_RTOL * nb
+    x = np.array(x0, dtype=float, copy=True)
+    r = b - A @ x
+    r0 = rn = _norm(r)
+    z = precond(r)
+    p = z.copy()
+    rz = _dot(r, z)
+    k = 0
+    while rn > goal:
+        if k >= PCG_MAXITER or not (rz > 0.0 and np.isfinite(rz)):
+            return None, k
+        if k == 4 and rn > 0.0 and math.log(goal / r0) / math.log(rn / r0) * 4 > PCG_MAXITER:
+            return None, k  # the rate so far will not reach the goal in time
+        Ap = A @ p
+        pAp = _dot(p, Ap)
+        if not (pAp > 0.0 and np.isfinite(pAp)):
+            return None, k
+        alpha = rz / pAp
+        x += alpha * p
+        r -= alpha * Ap
+        rn = _norm(r)
+        z = precond(r)
+        rz_new = _dot(r, z)
+        p *= rz_new / rz
+        p += z
+        rz = rz_new
+        k += 1
+    return x, k
 
 
 def _as_vertex_field(a, nv: int, name: str) -> np.ndarray:
@@ -363,12 +444,21 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
     fix = np.flatnonzero(fixed)
     ys = ys_full[fix]
 
+    u = np.concatenate([u0, v0])
+    u[~np.isfinite(u)] = 0.0
+    if free.size == 0:
+        u = ys_full.copy()
+        return SSAResult(u[:nv].copy(), u[nv:].copy(), 0, 0.0, True)
+
     # ---- constant pieces ---------------------------------------------------------------------------------
-    pat = _pattern(mesh)
-    area = np.abs(mesh.area)
+    rs = reduced_system(mesh, ~fixed, 2)
+    dofs = rs.dofs  # free dofs in the factorisation order; fix == rs.fixed
+    V_ff, V_fs = _viscous_gather(mesh, rs)
+    picard_solver = rs.cache.setdefault("ssa_picard_solver", _PicardLinearSolver())
     dx, dy = mesh.dphidx, mesh.dphidy
     Hg = mesh.at_points(H, GAUSS2_POINTS)
     Bg = mesh.at_points(B, GAUSS2_POINTS)
+    area = np.abs(mesh.area)
     BH = area * ((Hg * Bg) @ GAUSS2_WEIGHTS)  # int B H dA
     Hint = area * (Hg @ GAUSS2_WEIGHTS)  # int H dA
     BH[~ice] = 0.0
@@ -376,8 +466,14 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
     F = ssa_load_vector(state, mesh, thickness=H, surface=s, base=b, ice_levelset=il)
     felem, fbary, fw = _friction_setup(state, mesh, ol, ice)
     fel = mesh.elements[felem]
+    if felem.size:
+        # flattened (ne, 6, 6) entries of the two diagonal 3x3 blocks of the friction elements
+        loc = np.arange(3)
+        blk = np.stack([(loc[:, None] + o) * 6 + (loc[None, :] + o) for o in (0, 3)])  # (2, 3, 3)
+        fent = (felem[:, None, None, None] * 36 + blk[None]).ravel()
+        W_ff, W_fs = rs.gather(fent, np.arange(fent.size), fent.size)
 
-    def assemble(u: np.ndarray, newton: bool) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
+    def element_state(u: np.ndarray):
         vx, vy = u[:nv], u[nv:]
         ue, ve = vx[mesh.elements], vy[mesh.elements]
         exx = np.einsum("ek,ek->e", dx, ue)
@@ -389,89 +485,87 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
         with np.errstate(divide="ignore", invalid="ignore"):
             Fe = np.where(nexp == 1.0, 0.5 * BH,
                           np.where(zero, MU_ZERO_STRAIN * Hint, 0.5 * BH / eeff ** ((nexp - 1.0) / nexp)))
-        ke = _viscous_blocks(dx, dy, Fe)
-        jac = None
+        a = wa = mf = None
         if felem.size:
             a = alpha2_at_points(state.friction, nv=nv, ne=ne, elem=felem, elements=fel, bary=fbary,
                                  thickness=H, base=b, vx=vx, vy=vy, rho_ice=mat.rho_ice,
                                  rho_water=mat.rho_water, g=g, sealevel=float(state.sealevel))
             wa = a.alpha2 * fw  # (nf, ng)
             mf = np.einsum("eg,egi,egj->eij", wa, fbary, fbary)
-            ke[felem, :3, :3] += mf
-            ke[felem, 3:, 3:] += mf
-        if newton:
-            kj = ke.copy()
-            # viscous: -(n-1)/n * F/q * c_a c_b, c = G . d(eps)/d(dof), G = [2exx+eyy, 2eyy+exx, 2exy]
-            G0, G1, G2 = 2 * exx + eyy, 2 * eyy + exx, 2 * exy
-            cu = G0[:, None] * dx + 0.5 * G2[:, None] * dy
-            cv = G1[:, None] * dy + 0.5 * G2[:, None] * dx
-            c = np.concatenate([cu, cv], axis=1)  # (ne, 6)
+        return vx, vy, exx, eyy, exy, q, zero, Fe, a, wa, mf
+
+    def assemble(u: np.ndarray, newton: bool):
+        """(K_ff, K_fs) of the Picard matrix K(u) and, for Newton, the Jacobian's free block J_ff."""
+        vx, vy, exx, eyy, exy, q, zero, Fe, a, wa, mf = element_state(u)
+        d_ff = V_ff @ Fe
+        d_fs = V_fs @ Fe
+        if felem.size:
+            fz = np.broadcast_to(mf[:, None], (felem.size, 2, 3, 3)).ravel()
+            d_ff += W_ff @ fz
+            d_fs += W_fs @ fz
+        K = (rs.matrix_ff(d_ff), rs.matrix_fs(d_fs))
+        if not newton:
+            return K, None
+        # Jacobian = Picard matrix + derivative of the viscosity and of alpha2 w.r.t. the velocity
+        # viscous: -(n-1)/n * F/q * c_a c_b, c = G . d(eps)/d(dof), G = [2exx+eyy, 2eyy+exx, 2exy]
+        G0, G1, G2 = 2 * exx + eyy, 2 * eyy + exx, 2 * exy
+        cu = G0[:, None] * dx + 0.5 * G2[:, None] * dy
+        cv = G1[:, None] * dy + 0.5 * G2[:, None] * dx
+        c = np.concatenate([cu, cv], axis=1)  # (ne, 6)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fac = np.where(zero | (nexp == 1.0), 0.0, -(nexp - 1.0) / nexp * Fe / q)
+        kj = fac[:, None, None] * c[:, :, None] * c[:, None, :]
+        if felem.size:
+            ug = np.einsum("ek,egk->eg", vx[fel], fbary)
+            vg = np.einsum("ek,egk->eg", vy[fel], fbary)
+            sp2 = ug * ug + vg * vg
             with np.errstate(divide="ignore", invalid="ignore"):
-                fac = np.where(zero | (nexp == 1.0), 0.0, -(nexp - 1.0) / nexp * Fe / q)
-            kj += fac[:, None, None] * c[:, :, None] * c[:, None, :]
-            if felem.size:
-                ug = np.einsum("ek,egk->eg", vx[fel], fbary)
-                vg = np.einsum("ek,egk->eg", vy[fel], fbary)
-                sp2 = ug * ug + vg * vg
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    d = np.where(sp2 > 0.0, wa * a.dlog / sp2, 0.0)
-                for (r0, c0), comp in (((0, 0), ug * ug), ((0, 3), ug * vg), ((3, 0), ug * vg), ((3, 3), vg * vg)):
-                    kj[felem, r0:r0 + 3, c0:c0 + 3] += np.einsum("eg,egi,egj->eij", d * comp, fbary, fbary)
-            jac = pat.matrix(kj)
-        return pat.matrix(ke), jac
+                d = np.where(sp2 > 0.0, wa * a.dlog / sp2, 0.0)
+            for (r0, c0), comp in (((0, 0), ug * ug), ((0, 3), ug * vg), ((3, 0), ug * vg), ((3, 3), vg * vg)):
+                kj[felem, r0:r0 + 3, c0:c0 + 3] += np.einsum("eg,egi,egj->eij", d * comp, fbary, fbary)
+        J_ff = rs.matrix_ff(d_ff + rs.G_ff @ kj.ravel())
+        return K, J_ff
 
-    def split(K: sp.csr_matrix):
-        Kf = K[free]
-        return Kf[:, free].tocsc(), Kf[:, fix]
-
-    u = np.concatenate([u0, v0])
-    u[~np.isfinite(u)] = 0.0
-    uf_old = u[free].copy()
-    Ff_raw = F[free]
+    uf_old = u[dofs].copy()
+    Ff_raw = F[dofs]
     count = 0
     converged = False
     res = float("nan")
     use_newton = isnewton == 1
-    if free.size == 0:
-        u = ys_full.copy()
-        return SSAResult(u[:nv].copy(), u[nv:].copy(), 0, 0.0, True)
 
-    K, J = assemble(u, use_newton)
+    (Kff, Kfs), J = assemble(u, use_newton)
     while True:
-        Kff, Kfs = split(K)
         pf = Ff_raw - Kfs @ ys
-        nF = float(np.linalg.norm(pf)) + 1.0e-14
-        res = float(np.linalg.norm(Kff @ uf_old - pf)) / nF
+        nF = _norm(pf) + 1.0e-14
+        res = _norm(Kff @ uf_old - pf) / nF
         if not np.isfinite(res):
             raise SolverDivergedError(f"SSA: residual is {res} at iteration {count + 1}", residual=res)
         if use_newton:
-            Jff = J[free][:, free].tocsc()
-            delta = _linear_solve(Jff, pf - Kff @ uf_old)
+            delta = _linear_solve(J, pf - Kff @ uf_old)
             lam, r0 = 1.0, res
             for _ in range(6):
                 uf = uf_old + lam * delta
                 u_try = u.copy()
-                u_try[free] = uf
+                u_try[dofs] = uf
                 u_try[fix] = ys
-                K_try, J_try = assemble(u_try, True)
-                Kff_t, Kfs_t = split(K_try)
-                r_try = float(np.linalg.norm(Kff_t @ uf - (Ff_raw - Kfs_t @ ys))) / nF
+                (Kff_t, Kfs_t), J_try = assemble(u_try, True)
+                r_try = _norm(Kff_t @ uf - (Ff_raw - Kfs_t @ ys)) / nF
                 if np.isfinite(r_try) and r_try <= r0:
                     break
                 lam *= 0.5
-            K_next, J_next = K_try, J_try
+            K_next, J_next = (Kff_t, Kfs_t), J_try
         else:
-            uf = _linear_solve(Kff, pf)
+            uf = picard_solver.solve(Kff, pf, uf_old)
             K_next = J_next = None
         if not np.all(np.isfinite(uf)):
             raise SolverDivergedError(f"SSA: non-finite velocity at iteration {count + 1}", residual=res)
         du = uf - uf_old
         ok = res < restol
-        if not math.isnan(reltol) and not (np.linalg.norm(du) / (np.linalg.norm(uf_old) + 1.0e-14) < reltol):
+        if not math.isnan(reltol) and not (_norm(du) / (_norm(uf_old) + 1.0e-14) < reltol):
             ok = False
         if not math.isnan(abstol) and not (np.max(np.abs(du)) < abstol):
             ok = False
-        u[free] = uf
+        u[dofs] = uf
         u[fix] = ys
         count += 1
         if ok:
@@ -483,9 +577,9 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
             use_newton = True  # Picard is close enough: finish with Newton
         uf_old = uf.copy()
         if K_next is not None:
-            K, J = K_next, J_next
+            (Kff, Kfs), J = K_next, J_next
         else:
-            K, J = assemble(u, use_newton)
+            (Kff, Kfs), J = assemble(u, use_newton)
 
     if not converged and strict:
         raise SolverDivergedError(
