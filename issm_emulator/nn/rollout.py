@@ -5,23 +5,15 @@ forcing parameters and the elapsed time ``t - t_0`` to ``vx, vy, H`` (and the ic
 moves) at time ``t``. All requested times go through the network together, as one
 :class:`torch_geometric.data.Batch` of copies of the mesh graph.
 
-**Step** (:func:`rollout_step`): ISSM's transient loop (the ``fem`` solver's, :mod:`issm_emulator.solvers.fem`)
-with the stress balance replaced by one network evaluation. From ``t`` to ``t + dt``:
+**Step** (:func:`rollout_step`): ISSM's transient loop, :mod:`issm_emulator.solvers.transient` (the same
+one the ``fem`` solver runs), with the stress balance replaced by one network evaluation per step: the
+velocity ``u = N(H, b, s, r, phi_ocean, phi_ice, C, B, m_s, forcing; u_prev)`` from the geometry, masks and
+forcing at the start of the step, prescribed (``spcvx``/``spcvy``) values imposed where they are given.
+Everything else (forcing, moving front, mass transport ``dH/dt + div(H u) = m_s - m_b``, grounding-line
+migration, outputs with the ``fem`` solver's names, SI units and step rules) is the shared loop's.
 
-1. SMB and basal melt at ``t + dt`` (melt from the geometry at the start of the step);
-2. velocity ``u = N(H, b, s, r, phi_ocean, phi_ice, C, B, m_s, forcing; u_prev)`` from the geometry and
-   masks at the start of the step, prescribed (``spcvx``/``spcvy``) values imposed where they are given;
-3. moving front (``md.transient.ismovingfront``):
-   :func:`issm_emulator.physics.levelset.advance_front`, then vertices outside the ice get
-   ``min_thickness``;
-4. mass transport ``dH/dt + div(H u) = m_s - m_b`` (implicit Euler, P1,
-   :func:`issm_emulator.physics.masstransport.solve_thickness`) and the hydrostatic geometry update;
-5. grounding-line migration (:func:`issm_emulator.physics.groundingline.migrate`);
-6. outputs with the ``fem`` solver's names, SI units and step rules (every ``output_frequency`` steps, the
-   first and the last).
-
-Mass is conserved by step 4 to the precision of the sparse solve: summing the Galerkin equations over all
-test functions gives ``V' - V = dt (int (m_s - m_b) - oint H' u.n ds)``, whatever velocity the network
+Mass is conserved by the mass transport to the precision of the sparse solve: summing the Galerkin equations
+over all test functions gives ``V' - V = dt (int (m_s - m_b) - oint H' u.n ds)``, whatever velocity the network
 predicts. Members of an ensemble on one mesh advance together: one batched forward pass per step
 (:func:`rollout_step_many`, :func:`direct_transient_many`).
 
@@ -37,8 +29,6 @@ field of the model's parameterisation, m/s, per vertex), ``calving_threshold``
 from __future__ import annotations
 
 import os
-import time as _time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,16 +39,30 @@ import torch
 from issm_emulator.errors import (
     EmulatorDivergedError,
     ModelInputError,
-    SolverDivergedError,
     UnsupportedOptionError,
 )
 from issm_emulator.graph import front_vertices, mesh_graph
 from issm_emulator.nn.checkpoint import Checkpoint, load_checkpoint
 from issm_emulator.nn.features import SCALAR_FEATURES, VECTOR_FEATURES, build_inputs
-from issm_emulator.physics import diagnostics, groundingline, masks, masstransport, melt
+from issm_emulator.physics import masks, masstransport, melt
 from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.physics.levelset import ice_free_thickness
 from issm_emulator.solvers.base import STRESSBALANCE, TRANSIENT, SolverResult, vel
-from issm_emulator.solvers.fem import time_steps
+from issm_emulator.solvers.transient import (
+    RequestedOutputs,
+    StepForcing,
+    StepGeometry,
+    TransientFields,
+    VelocityRequest,
+    VelocityResult,
+    assemble_outputs,
+    has_floating_melt,
+    migration_step,
+    progress_bar,
+    run_transient_many,
+    stressbalance_step,
+    transient_schedule,
+)
 from issm_emulator.state import Forcing, ModelState
 
 __all__ = [
@@ -75,11 +79,6 @@ __all__ = [
     "torch_device",
 ]
 
-#: vertex outputs of the transient (as the fem solver's)
-VECTOR_OUTPUTS = ("Vx", "Vy", "Vel", "Pressure", "Thickness", "Surface", "Base", "MaskOceanLevelset",
-                  "MaskIceLevelset", "StressbalanceConvergenceNumSteps", "BasalforcingsFloatingiceMeltingRate",
-                  "BasalforcingsGroundediceMeltingRate", "SmbMassBalance", "Bed", "CalvingCalvingrate")
-STRESS_OUTPUTS = ("DeviatoricStressxx", "DeviatoricStressyy", "DeviatoricStressxy")
 #: one network evaluation per velocity solve: reported as ISSM's count of stress-balance iterations
 FORWARD_PASSES_PER_SOLVE = 1
 
@@ -140,11 +139,6 @@ def dirichlet_velocity(state: ModelState) -> tuple[np.ndarray, np.ndarray, np.nd
     return mask.astype(float), np.nan_to_num(spx, nan=0.0), np.nan_to_num(spy, nan=0.0)
 
 
-def _has_floating_melt(state: ModelState) -> bool:
-    bf = state.basalforcings
-    return bf.kind in ("linear", "mismip") or bf.floatingice_melting_rate is not None
-
-
 def _calving_threshold(state: ModelState) -> np.ndarray | None:
     if state.calving.law != "vonmises":
         return None
@@ -159,7 +153,7 @@ def available_features(state: ModelState, mode: str) -> set[str]:
         names.discard("time")
     if friction_coefficient(state) is None:
         names.discard("friction_coefficient")
-    if not _has_floating_melt(state):
+    if not has_floating_melt(state):
         names.discard("melt_rate")
     if _calving_threshold(state) is None:
         names.discard("calving_threshold")
@@ -328,222 +322,49 @@ def _member_label(n: int, m: int) -> int | None:
     return m if n > 1 else None
 
 
-# ----------------------------------------------------------------------------------------------------------
-# outputs shared by the modes
-# ----------------------------------------------------------------------------------------------------------
-class _Outputs:
-    """Which outputs a state requests and how to compute them (the fem solver's rules)."""
-
-    def __init__(self, state: ModelState, pmesh: P1Mesh, solver_name: str):
-        self.state = state
-        self.pmesh = pmesh
-        self.requested = [n for n in state.requested_outputs if n != "default"]
-        scalars = [n for n in self.requested if n in diagnostics.SCALAR_OUTPUTS + diagnostics.SCALED_OUTPUTS]
-        self.scale_factor = state.extras.get("scale_factor")
-        if self.scale_factor is None:
-            dropped = [n for n in scalars if n.endswith("Scaled")]
-            if dropped:
-                warnings.warn(f"solver {solver_name!r}: {', '.join(dropped)} need md.mesh.scale_factor, which the "
-                              "model state does not carry; these outputs are skipped", stacklevel=4)
-                scalars = [n for n in scalars if n not in dropped]
-        self.scalars = scalars
-        self.gates = state.extras.get("mass_flux_gates", {})
-        unsupported = [n for n in self.requested if n not in scalars and n not in VECTOR_OUTPUTS
-                       and n not in STRESS_OUTPUTS and not n.endswith("Scaled") and n not in self.gates]
-        if unsupported:
-            warnings.warn(f"solver {solver_name!r} does not compute the requested output(s) "
-                          f"{', '.join(unsupported)}; they are skipped", stacklevel=4)
-        self.want_stress = any(n in STRESS_OUTPUTS for n in self.requested)
-
-    def stresses(self, vx: np.ndarray, vy: np.ndarray) -> dict[str, np.ndarray]:
-        if not self.want_stress:
-            return {}
-        from issm_emulator.physics.ssa import deviatoric_stress
-
-        mat = self.state.materials
-        tau = deviatoric_stress(self.pmesh, vx, vy, mat.rheology_B, mat.rheology_n, nodal=True)
-        return {"DeviatoricStressxx": np.asarray(tau["xx"]), "DeviatoricStressyy": np.asarray(tau["yy"]),
-                "DeviatoricStressxy": np.asarray(tau["xy"])}
-
-    def fluxes(self, H: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> dict[str, float]:
-        rho = self.state.materials.rho_ice
-        return {n: diagnostics.mass_flux(self.pmesh, self.gates[n], H, vx, vy, rho)
-                for n in self.requested if n in self.gates}
-
-    def finish(self, out: dict[str, Any], *, H, s, b, bed, phi, ice, ice_el, vx, vy, smb, gmb, fmb,
-               extra: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-        """Add the requested vertex fields, scalar diagnostics and flux gates to an output step."""
-        st = self.state
-        if "BasalforcingsFloatingiceMeltingRate" in self.requested:
-            out["BasalforcingsFloatingiceMeltingRate"] = np.array(fmb, dtype=float)
-        table = {"Thickness": H, "Surface": s, "Base": b, "MaskOceanLevelset": phi, "MaskIceLevelset": ice,
-                 "Bed": bed, "SmbMassBalance": smb, "BasalforcingsGroundediceMeltingRate": gmb, "Vx": vx,
-                 "Vy": vy, **(extra or {})}
-        for name in self.requested:
-            if name in out or name in self.scalars:
-                continue
-            if name in table:
-                out[name] = np.array(table[name], dtype=float)
-            elif name == "Vel":
-                out[name] = vel(vx, vy)
-        if self.scalars:
-            e = self.pmesh.elements
-            mig = st.groundingline.migration
-            d = diagnostics.DiagnosticInputs(
-                thickness=H, surface=s, base=b, bed=bed, grounded_fraction=masks.grounded_portion(e, phi),
-                floating_elements=masks.floating_elements(e, phi, mig), ice_elements=ice_el, smb=smb,
-                groundedice_melt=gmb, floatingice_melt=fmb, rho_ice=st.materials.rho_ice,
-                rho_water=st.materials.rho_water, scale_factor=self.scale_factor)
-            for name in self.scalars:
-                out[name] = diagnostics.compute(name, self.pmesh, d)
-        out.update(self.fluxes(H, vx, vy))
-        return out
-
-
 def _impose_dirichlet(state: ModelState, vx: np.ndarray, vy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spx = np.asarray(state.stressbalance.spcvx, float)
     spy = np.asarray(state.stressbalance.spcvy, float)
     return np.where(np.isnan(spx), vx, spx), np.where(np.isnan(spy), vy, spy)
 
 
-def _progress(total: int, show: bool, desc: str):
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # step mode
 # ----------------------------------------------------------------------------------------------------------
-class _StepMember:
-    """One model advanced by the step-mode rollout (the fem transient loop with a network velocity)."""
+def _step_network(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], device: Any,
+                  batch_size: int | None, arch: str | None) -> _Network:
+    """A step-mode checkpoint, checked against every state, bound to the first state's mesh."""
+    ckpt = load(checkpoint, device)
+    for st in states:
+        check_state(ckpt, st, "step", arch=arch)
+    return _Network(ckpt, states[0], device, batch_size)
 
-    def __init__(self, state: ModelState, net: _Network, solver_name: str, label: int | None):
-        self.state = state
+
+class _NetworkVelocity:
+    """The step mode's velocity provider: one batched forward pass over the requests of a step."""
+
+    def __init__(self, net: _Network):
         self.net = net
-        self.label = label
-        ts = state.timestepping
-        self.steps = time_steps(ts.start_time, ts.final_time, ts.time_step, state.yts)
-        self.nsteps = len(self.steps)
-        self.freq = max(int(state.output_frequency), 1)
-        self.interp = bool(ts.interp_forcing)
-        self.outputs = _Outputs(state, net.pmesh, solver_name)
-        g = state.geometry
-        self.H = np.array(g.thickness, dtype=float)
-        self.s = np.array(g.surface, dtype=float)
-        self.b = np.array(g.base, dtype=float)
-        self.bed = np.array(g.bed, dtype=float)
-        self.phi = np.array(state.masks.ocean_levelset, dtype=float)
-        self.ice = np.array(state.masks.ice_levelset, dtype=float)
-        self.vx = np.array(state.vx, dtype=float)
-        self.vy = np.array(state.vy, dtype=float)
-        self.ice_el = masks.ice_elements(net.pmesh.elements, self.ice)
-        self.out_steps: list[dict[str, Any]] = []
-        self.timings = {"network": 0.0, "movingfront": 0.0, "masstransport": 0.0, "groundingline": 0.0,
-                        "outputs": 0.0}
-        self._k = 0
-        self._forcing: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def running(self, k: int) -> bool:
-        return k <= self.nsteps
+    def many(self, requests: Sequence[VelocityRequest]) -> list[VelocityResult]:
+        net = self.net
+        items = []
+        for r in requests:
+            g = r.geometry
+            arrays = net.arrays(r.state, thickness=g.thickness, surface=g.surface, base=g.base, bed=g.bed,
+                                ocean_levelset=g.ocean_levelset, ice_levelset=g.ice_levelset, vx=r.vx_prev,
+                                vy=r.vy_prev, smb=g.forcing.smb, melt_rate=g.forcing.floatingice_melt)
+            items.append(net.inputs(arrays))
+        out = []
+        for r, pred in zip(requests, net.predict(items)):
+            _check_finite(pred, r.step, r.time, r.state.yts, r.member)
+            vx, vy = _impose_dirichlet(r.state, pred["vx"], pred["vy"])
+            out.append((vx, vy, {"niter": FORWARD_PASSES_PER_SOLVE}))
+        return out
 
-    def begin(self, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Forcing of step ``k``; the network inputs when the step needs a velocity (else None)."""
-        st = self.state
-        t, _ = self.steps[k - 1]
-        smb = np.broadcast_to(np.asarray(st.smb.at(t, self.interp), float), self.H.shape)
-        # as the fem solver: the melt field is required when the thickness evolves (a clear error names
-        # the md field otherwise); without mass transport an absent field means no melt
-        need_melt = bool(st.transient.ismasstransport) or "melt_rate" in self.net.spec.scalars
-        fmb = melt.floating_melt_rate(st, t, base=self.b, bed=self.bed) \
-            if need_melt or _has_floating_melt(st) else np.zeros_like(self.H)
-        gmb = melt.grounded_melt_rate(st, t)
-        self._forcing = (smb, fmb, gmb)
-        if not st.transient.isstressbalance:
-            return None
-        arrays = self.net.arrays(st, thickness=self.H, surface=self.s, base=self.b, bed=self.bed,
-                                 ocean_levelset=self.phi, ice_levelset=self.ice, vx=self.vx, vy=self.vy, smb=smb,
-                                 melt_rate=fmb)
-        return self.net.inputs(arrays)
-
-    def advance(self, k: int, pred: dict[str, np.ndarray] | None) -> None:
-        """Finish step ``k`` with the network's velocity ``pred`` (None: no stress balance)."""
-        st = self.state
-        flags = st.transient
-        pm = self.net.pmesh
-        e = pm.elements
-        yts = st.yts
-        mat = st.materials
-        mt = st.masstransport
-        t, dt = self.steps[k - 1]
-        assert self._forcing is not None
-        smb, fmb, gmb = self._forcing
-        out: dict[str, Any] = {"step": k, "time": t}
-        if pred is not None:
-            _check_finite(pred, k, t, yts, self.label)
-            self.vx, self.vy = _impose_dirichlet(st, pred["vx"], pred["vy"])
-        calving = None
-        if flags.ismovingfront:
-            from issm_emulator.physics.levelset import advance_front, ice_free_thickness
-
-            c = _time.perf_counter()
-            try:
-                fu = advance_front(st, pm, ice_levelset=self.ice, vx=self.vx, vy=self.vy, thickness=self.H,
-                                   base=self.b, bed=self.bed, ocean_levelset=self.phi, dt=dt, step=k, time=t)
-            except SolverDivergedError as err:
-                raise EmulatorDivergedError(f"moving front failed at step {k} (t = {t / yts:g} yr): {err}",
-                                            step=k, time=t / yts) from err
-            self.ice, self.vx, self.vy, self.H = fu.ice_levelset, fu.vx, fu.vy, fu.thickness
-            self.H = ice_free_thickness(self.H, self.ice, e, mt.min_thickness)
-            self.ice_el = masks.ice_elements(e, self.ice)
-            calving = fu.calving_rate
-            self.timings["movingfront"] += _time.perf_counter() - c
-        if pred is not None:
-            out.update(Vx=self.vx.copy(), Vy=self.vy.copy(), Vel=vel(self.vx, self.vy),
-                       Pressure=mat.rho_ice * st.g * self.H, StressbalanceConvergenceNumSteps=FORWARD_PASSES_PER_SOLVE)
-            out.update(self.outputs.stresses(self.vx, self.vy))
-        if flags.ismasstransport:
-            c = _time.perf_counter()
-            spc = np.asarray(mt.spcthickness.at(t, self.interp), float)
-            try:
-                mres = masstransport.solve_thickness(
-                    pm, thickness=self.H, vx=self.vx, vy=self.vy, dt=dt, smb=smb, groundedice_melt=gmb,
-                    floatingice_melt=fmb, grounded_fraction=masks.grounded_portion(e, self.phi),
-                    ice_elements=self.ice_el, spcthickness=spc, min_thickness=mt.min_thickness,
-                    stabilization=mt.stabilization, melt_interpolation=st.groundingline.melt_interpolation)
-            except SolverDivergedError as err:
-                raise _diverged("the mass transport", k, t, yts, self.label) from err
-            H_old, self.H = self.H, mres.thickness
-            self.b, self.s = masstransport.update_geometry(
-                self.H, base=self.b, surface=self.s, ocean_levelset=self.phi, rho_ice=mat.rho_ice,
-                rho_water=mat.rho_water, sealevel=st.sealevel, bed=self.bed,
-                isgroundingline=bool(flags.isgroundingline), hydrostatic_adjustment=mt.hydrostatic_adjustment,
-                old_thickness=H_old)
-            out.update(Thickness=self.H.copy(), Surface=self.s.copy(), Base=self.b.copy())
-            self.timings["masstransport"] += _time.perf_counter() - c
-        if flags.isgroundingline:
-            c = _time.perf_counter()
-            mig = groundingline.migrate(st.groundingline.migration, elements=e, thickness=self.H, base=self.b,
-                                        surface=self.s, bed=self.bed, ocean_levelset=self.phi, rho_ice=mat.rho_ice,
-                                        rho_water=mat.rho_water, sealevel=st.sealevel)
-            self.b, self.s, self.phi = mig.base, mig.surface, mig.ocean_levelset
-            out.update(Surface=self.s.copy(), Base=self.b.copy(), MaskOceanLevelset=self.phi.copy())
-            self.timings["groundingline"] += _time.perf_counter() - c
-        if flags.ismovingfront:
-            out["MaskIceLevelset"] = self.ice.copy()
-        for name, arr in (("Thickness", self.H), ("Surface", self.s), ("Base", self.b), ("Vx", self.vx),
-                          ("Vy", self.vy), ("MaskIceLevelset", self.ice)):
-            if not np.all(np.isfinite(arr)):
-                raise _diverged(name, k, t, yts, self.label)
-        if k % self.freq == 0 or k == 1 or k == self.nsteps:
-            c = _time.perf_counter()
-            extra = {"CalvingCalvingrate": calving} if calving is not None else None
-            self.outputs.finish(out, H=self.H, s=self.s, b=self.b, bed=self.bed, phi=self.phi, ice=self.ice,
-                                ice_el=self.ice_el, vx=self.vx, vy=self.vy, smb=smb, gmb=gmb, fmb=fmb, extra=extra)
-            self.out_steps.append(out)
-            self.timings["outputs"] += _time.perf_counter() - c
+    def __call__(self, state: ModelState, geometry: StepGeometry, vx_prev: np.ndarray, vy_prev: np.ndarray,
+                 t: float, step: int) -> VelocityResult:
+        return self.many([VelocityRequest(state, geometry, vx_prev, vy_prev, t, step, None)])[0]
 
 
 def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], *,
@@ -575,35 +396,14 @@ def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequen
     """
     if not states:
         return []
-    ckpt = load(checkpoint, device)
-    for st in states:
-        check_state(ckpt, st, "step", arch=arch)
-    net = _Network(ckpt, states[0], device, batch_size)
-    members = [_StepMember(st, net, solver_name, _member_label(len(states), m)) for m, st in enumerate(states)]
-    total = max(m.nsteps for m in members)
-    bar = _progress(total, progress, f"{solver_name} step rollout")
-    t_net = 0.0
-    for k in range(1, total + 1):
-        active = [m for m in members if m.running(k)]
-        items = [(m, m.begin(k)) for m in active]
-        with_net = [(m, x) for m, x in items if x is not None]
-        c = _time.perf_counter()
-        preds = net.predict([x for _, x in with_net]) if with_net else []
-        t_net += _time.perf_counter() - c
-        by_member = {id(m): p for (m, _), p in zip(with_net, preds)}
-        for m in active:
-            m.advance(k, by_member.get(id(m)))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    results = []
-    for m in members:
-        m.timings["network"] = t_net / len(members)
-        info = {"mode": "step", "nsteps": m.nsteps, "forward_passes": net.forward_passes,
-                "ensemble_size": len(members), "timings_s": m.timings}
-        results.append(SolverResult(TRANSIENT, m.out_steps, info))
-    return results
+    net = _step_network(checkpoint, states, device, batch_size, arch)
+    runs = run_transient_many(states, _NetworkVelocity(net), pmesh=net.pmesh, solver_name=solver_name,
+                              error=EmulatorDivergedError, velocity_timing="network", progress=progress,
+                              desc=f"{solver_name} step rollout")
+    for r in runs:
+        r.info = {"mode": "step", "nsteps": r.info["nsteps"], "forward_passes": net.forward_passes,
+                  "ensemble_size": len(states), "timings_s": r.info["timings_s"]}
+    return runs
 
 
 def rollout_step(checkpoint: Checkpoint | str | os.PathLike, state: ModelState, *, device: Any = "cpu",
@@ -627,7 +427,7 @@ def _direct_inputs(net: _Network, state: ModelState, t: float) -> tuple[torch.Te
     interp = bool(state.timestepping.interp_forcing)
     g = state.geometry
     smb = np.broadcast_to(np.asarray(state.smb.at(t, interp), float), (state.numberofvertices,))
-    fmb = melt.floating_melt_rate(state, t, base=np.asarray(g.base, float)) if _has_floating_melt(state) else None
+    fmb = melt.floating_melt_rate(state, t, base=np.asarray(g.base, float)) if has_floating_melt(state) else None
     arrays = net.arrays(state, thickness=g.thickness, surface=g.surface, base=g.base, bed=g.bed,
                         ocean_levelset=state.masks.ocean_levelset, ice_levelset=state.masks.ice_levelset,
                         vx=state.vx, vy=state.vy, smb=smb, melt_rate=fmb,
@@ -671,66 +471,53 @@ def rollout_direct(checkpoint: Checkpoint | str | os.PathLike, state: ModelState
     return [{"time": it.t, **p} for it, p in zip(items, preds)]
 
 
-def _direct_step(state: ModelState, outputs: _Outputs, k: int, t: float, pred: dict[str, np.ndarray],
+def _direct_step(state: ModelState, outputs: RequestedOutputs, k: int, t: float, pred: dict[str, np.ndarray],
                  label: int | None) -> dict[str, Any]:
     """One output step of the direct mode from the network's prediction at ``t``."""
     flags = state.transient
     mat = state.materials
     mt = state.masstransport
-    pm = outputs.pmesh
-    e = pm.elements
+    e = outputs.pmesh.elements
     interp = bool(state.timestepping.interp_forcing)
-    g = state.geometry
-    H0 = np.asarray(g.thickness, float)
-    b0 = np.array(g.base, dtype=float)
-    s0 = np.array(g.surface, dtype=float)
-    bed = np.array(g.bed, dtype=float)
-    phi = np.array(state.masks.ocean_levelset, dtype=float)
-    ice = np.array(state.masks.ice_levelset, dtype=float)
+    f = TransientFields.initial(state, e)
     out: dict[str, Any] = {"step": k, "time": t}
     if flags.isstressbalance:
-        vx, vy = _impose_dirichlet(state, pred["vx"], pred["vy"])
-    else:
-        vx, vy = np.array(state.vx, float), np.array(state.vy, float)
+        f.vx, f.vy = _impose_dirichlet(state, pred["vx"], pred["vy"])
     if flags.ismovingfront and "ice_levelset" in pred:
-        ice = pred["ice_levelset"]
-    ice_el = masks.ice_elements(e, ice)
+        f.ice_levelset = pred["ice_levelset"]
+        f.ice_elements = masks.ice_elements(e, f.ice_levelset)
     if flags.ismasstransport:
         H = np.maximum(pred["thickness"], mt.min_thickness)
         spc = np.asarray(mt.spcthickness.at(t, interp), float)
         H = np.where(np.isnan(spc), H, spc)
         if flags.ismovingfront:
-            from issm_emulator.physics.levelset import ice_free_thickness
-
-            H = ice_free_thickness(H, ice, e, mt.min_thickness)
-        b, s = masstransport.update_geometry(H, base=b0, surface=s0, ocean_levelset=phi, rho_ice=mat.rho_ice,
-                                             rho_water=mat.rho_water, sealevel=state.sealevel, bed=bed,
-                                             isgroundingline=bool(flags.isgroundingline),
-                                             hydrostatic_adjustment=mt.hydrostatic_adjustment, old_thickness=H0)
-    else:
-        H, b, s = H0.copy(), b0, s0
+            H = ice_free_thickness(H, f.ice_levelset, e, mt.min_thickness)
+        f.base, f.surface = masstransport.update_geometry(
+            H, base=f.base, surface=f.surface, ocean_levelset=f.ocean_levelset, rho_ice=mat.rho_ice,
+            rho_water=mat.rho_water, sealevel=state.sealevel, bed=f.bed,
+            isgroundingline=bool(flags.isgroundingline), hydrostatic_adjustment=mt.hydrostatic_adjustment,
+            old_thickness=f.thickness)
+        f.thickness = H
     if flags.isstressbalance:
-        out.update(Vx=vx.copy(), Vy=vy.copy(), Vel=vel(vx, vy), Pressure=mat.rho_ice * state.g * H,
+        out.update(Vx=f.vx.copy(), Vy=f.vy.copy(), Vel=vel(f.vx, f.vy),
+                   Pressure=mat.rho_ice * state.g * f.thickness,
                    StressbalanceConvergenceNumSteps=FORWARD_PASSES_PER_SOLVE)
-        out.update(outputs.stresses(vx, vy))
+        out.update(outputs.stresses(f.vx, f.vy))
     if flags.ismasstransport:
-        out.update(Thickness=H.copy(), Surface=s.copy(), Base=b.copy())
+        out.update(Thickness=f.thickness.copy(), Surface=f.surface.copy(), Base=f.base.copy())
     if flags.isgroundingline:
-        mig = groundingline.migrate(state.groundingline.migration, elements=e, thickness=H, base=b, surface=s,
-                                    bed=bed, ocean_levelset=phi, rho_ice=mat.rho_ice, rho_water=mat.rho_water,
-                                    sealevel=state.sealevel)
-        b, s, phi = mig.base, mig.surface, mig.ocean_levelset
-        out.update(Surface=s.copy(), Base=b.copy(), MaskOceanLevelset=phi.copy())
+        f = migration_step(state, e, f)
+        out.update(Surface=f.surface.copy(), Base=f.base.copy(), MaskOceanLevelset=f.ocean_levelset.copy())
     if flags.ismovingfront:
-        out["MaskIceLevelset"] = np.array(ice, dtype=float)
-    for name, arr in (("Thickness", H), ("Surface", s), ("Base", b)):
+        out["MaskIceLevelset"] = np.array(f.ice_levelset, dtype=float)
+    for name, arr in (("Thickness", f.thickness), ("Surface", f.surface), ("Base", f.base)):
         if not np.all(np.isfinite(arr)):
             raise _diverged(name, k, t, state.yts, label)
-    smb = np.broadcast_to(np.asarray(state.smb.at(t, interp), float), H.shape)
-    fmb = melt.floating_melt_rate(state, t, base=b, bed=bed) if _has_floating_melt(state) else np.zeros_like(H)
-    gmb = melt.grounded_melt_rate(state, t)
-    return outputs.finish(out, H=H, s=s, b=b, bed=bed, phi=phi, ice=ice, ice_el=ice_el, vx=vx, vy=vy, smb=smb,
-                          gmb=gmb, fmb=fmb)
+    smb = np.broadcast_to(np.asarray(state.smb.at(t, interp), float), f.thickness.shape)
+    fmb = melt.floating_melt_rate(state, t, base=f.base, bed=f.bed) if has_floating_melt(state) \
+        else np.zeros_like(f.thickness)
+    forcing = StepForcing(smb=smb, floatingice_melt=fmb, groundedice_melt=melt.grounded_melt_rate(state, t))
+    return assemble_outputs(outputs, out, f, forcing)
 
 
 def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], *,
@@ -749,28 +536,25 @@ def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Se
     net = _Network(ckpt, states[0], device, batch_size)
     items: list[_DirectItem] = []
     outputs = []
+    nsteps = []
     for m, st in enumerate(states):
-        ts = st.timestepping
-        steps = time_steps(ts.start_time, ts.final_time, ts.time_step, st.yts)
-        freq = max(int(st.output_frequency), 1)
-        n = len(steps)
-        chosen = [(k, t) for k, (t, _) in enumerate(steps, start=1) if k % freq == 0 or k == 1 or k == n]
+        schedule = transient_schedule(st)
+        nsteps.append(len(schedule))
+        chosen = [(s.step, s.time) for s in schedule if s.output]
         check_state(ckpt, st, "direct", arch=arch, times=[t for _, t in chosen] or None)
         items.extend(_DirectItem(m, k, t) for k, t in chosen)
-        outputs.append(_Outputs(st, net.pmesh, solver_name))
-    bar = _progress(len(items), progress, f"{solver_name} direct rollout")
-    preds = _direct_predict(net, states, items, on_done=(bar.update if bar is not None else None))
-    if bar is not None:
-        bar.close()
+        outputs.append(RequestedOutputs(st, net.pmesh, solver_name))
+    bar = progress_bar(len(items), progress, f"{solver_name} direct rollout")
+    preds = _direct_predict(net, states, items, on_done=bar.update)
+    bar.close()
     per_member: list[list[dict[str, Any]]] = [[] for _ in states]
     for it, p in zip(items, preds):
         st = states[it.member]
         per_member[it.member].append(_direct_step(st, outputs[it.member], it.k, it.t, p,
                                                   _member_label(len(states), it.member)))
     results = []
-    for m, st in enumerate(states):
-        ts = st.timestepping
-        info = {"mode": "direct", "nsteps": len(time_steps(ts.start_time, ts.final_time, ts.time_step, st.yts)),
+    for m in range(len(states)):
+        info = {"mode": "direct", "nsteps": nsteps[m],
                 "forward_passes": net.forward_passes, "ensemble_size": len(states)}
         results.append(SolverResult(TRANSIENT, per_member[m], info))
     return results
@@ -789,10 +573,7 @@ def stressbalance_many(checkpoint: Checkpoint | str | os.PathLike, states: Seque
     """
     if not states:
         return []
-    ckpt = load(checkpoint, device)
-    for st in states:
-        check_state(ckpt, st, "step", arch=arch)
-    net = _Network(ckpt, states[0], device, batch_size)
+    net = _step_network(checkpoint, states, device, batch_size, arch)
     items = []
     for st in states:
         t = st.timestepping.start_time
@@ -811,13 +592,7 @@ def stressbalance_many(checkpoint: Checkpoint | str | os.PathLike, states: Seque
     for m, (st, p) in enumerate(zip(states, preds)):
         _check_finite(p, 1, 0.0, st.yts, _member_label(len(states), m))
         vx, vy = _impose_dirichlet(st, p["vx"], p["vy"])
-        outputs = _Outputs(st, net.pmesh, solver_name)
-        H = np.asarray(st.geometry.thickness, float)
-        out: dict[str, Any] = {"step": 1, "time": 0.0, "Vx": vx, "Vy": vy, "Vel": vel(vx, vy),
-                               "Pressure": st.materials.rho_ice * st.g * H,
-                               "StressbalanceConvergenceNumSteps": FORWARD_PASSES_PER_SOLVE}
-        out.update(outputs.stresses(vx, vy))
-        out.update(outputs.fluxes(H, vx, vy))
+        out = stressbalance_step(st, net.pmesh, vx, vy, FORWARD_PASSES_PER_SOLVE, solver_name)
         results.append(SolverResult(STRESSBALANCE, [out], {"mode": "step", "forward_passes": net.forward_passes,
                                                            "ensemble_size": len(states)}))
     return results
