@@ -23,7 +23,7 @@ def write_section(path: str | os.PathLike, name: str, body: str, *, title: str |
     path = Path(path)
     text = path.read_text() if path.exists() else (f"# {title}\n\n" if title else "")
     block = f"<!-- begin:{name} -->\n{body.rstrip()}\n<!-- end:{name} -->"
-    pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
+    pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.DOTALL)
     text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)

@@ -2,8 +2,9 @@
 
 ``issm-emulator solvers`` lists the registered solver backends; ``issm-emulator inspect`` builds (or loads)
 a pyISSM model and prints what issm-emulator reads from it; ``issm-emulator demo`` (the README's main job)
-does both for ISSM's square ice shelf. New sub-commands are added with
-``@main.command()`` in this module (or ``main.add_command`` from another one).
+runs Pine Island with the EGCN emulator and with ``fem`` and compares them (:mod:`issm_emulator.demo`).
+New sub-commands are added with ``@main.command()`` in this module (or ``main.add_command`` from another
+one).
 """
 
 from __future__ import annotations
@@ -194,11 +195,32 @@ def inspect_command(model_path: str | None, resolution: float, solution: str) ->
 
 
 @main.command("demo")
-@click.pass_context
-def demo_command(ctx: click.Context) -> None:
-    """The main job (for now): list the solvers, then inspect ISSM's square ice shelf."""
-    ctx.invoke(solvers_command, as_json=False)
-    ctx.invoke(inspect_command, model_path=None, resolution=50e3, solution="Transient")
+@click.option("--years", type=float, default=20.0, show_default=True, help="Simulated years.")
+@click.option("--resolution", type=float, default=3e3, show_default=True,
+              help="Mesh resolution (m) of the Pine Island model (3 km: 1814 vertices, as the bundled weights).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo_out", show_default=True,
+              help="Folder for the NetCDF, the PNG maps and summary.txt.")
+@click.option("--checkpoint", default=None,
+              help="EGCN step-mode checkpoint (file or weights name). Default: the bundled weights.")
+@click.option("--melt-rate", type=float, default=30.0, show_default=True,
+              help="Floating-ice melt rate (m/yr).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the emulator.")
+@click.option("--maps/--no-maps", default=True, show_default=True, help="Write the PNG figures.")
+def demo_command(years: float, resolution: float, out_dir: str, checkpoint: str | None, melt_rate: float,
+                 device: str, maps: bool) -> None:
+    """The main job: Pine Island with the bundled EGCN emulator and with fem, compared.
+
+    Runs the same transient (ISSM's Pine Island geometry, shipped inside the package: no network needed)
+    with the finite-element solver and with the EGCN emulator, prints the speed-up and the errors (thickness
+    and velocity RMSE at the end, ice-volume difference) and writes a NetCDF and PNG maps to --out.
+    """
+    from issm_emulator.demo import run_demo
+
+    try:
+        run_demo(out_dir, years=years, resolution=resolution, checkpoint=checkpoint, melt_rate=melt_rate,
+                 device=device, maps=maps, echo=click.echo)
+    except (IssmEmulatorError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -80,9 +80,3 @@ def test_describe_state_units():
     rows = {(s, k): v for s, k, v in describe_state(read_model(md, "tr"))}
     assert rows[("velocity", "initial speed")] == "250 m/yr"
     assert rows[("mesh", "vertices / elements")] == f"{md.mesh.numberofvertices} / {md.mesh.numberofelements}"
-
-
-def test_demo_runs_solvers_and_inspect():
-    res = CliRunner().invoke(main, ["demo"])
-    assert res.exit_code == 0, res.output
-    assert "issm-emulator solvers" in res.output and "square ice shelf" in res.output

@@ -48,7 +48,8 @@ def make_checkpoint(path, arch: str, mode: str, state, *, seed: int = 0, dtype=t
         arrays["calving_threshold"] = 1e5
     s, v = build_inputs(spec, P1Mesh.from_mesh(state.mesh), dtype=torch.float64, **arrays)
     v = v.clone()
-    v[:, 0] = torch.randn(nv, 2, dtype=torch.float64) * 50.0 / YTS  # velocity channel: not all zero
+    if "velocity" in spec.vectors:  # direct mode: the initial velocity channel, not all zero
+        v[:, spec.vectors.index("velocity")] = torch.randn(nv, 2, dtype=torch.float64) * 50.0 / YTS
     norm_in = Normalizer(spec.scalars, spec.vectors).fit(s, v)
     rng = np.random.default_rng(seed)
     vel_t = torch.tensor(rng.normal(size=(nv, 1, 2)) * speed_myr / YTS)

@@ -150,14 +150,20 @@ def default_spec(mode: str = "step", parameters: Iterable[str] = ("melt_rate",),
 
     ``mode='direct'`` (the seed's method) predicts velocity and thickness (and the ice level set when the
     front moves) at time ``t`` from the initial state, the forcing ``parameters`` and ``time``;
-    ``mode='step'`` predicts the velocity from the current geometry, masks and forcing.
+    ``mode='step'`` predicts the velocity from the current geometry, masks and forcing only: the stress
+    balance is diagnostic (the velocity is a function of the geometry), and leaving the previous velocity out
+    of the inputs keeps the network's own errors from feeding back into its next prediction along a rollout
+    (with it, a network learns "next velocity = previous velocity + a small change" and drifts, and it
+    cannot handle the first step, where the previous velocity is an observation rather than a solution).
     """
     if mode not in ("direct", "step"):
         raise ValueError(f"mode must be 'direct' or 'step', got {mode!r}")
     scalars = ["thickness", "bed", "surface", "base", "ocean_levelset", "ice_levelset",
                "friction_coefficient", "rheology_B", "smb", "dirichlet_mask", "is_boundary", "is_front"]
     scalars += [p for p in parameters if p not in scalars]
-    vectors = ["velocity", "surface_gradient", "bed_gradient", "velocity_dirichlet"]
+    vectors = ["surface_gradient", "bed_gradient", "velocity_dirichlet"]
+    if mode == "direct":  # the initial velocity is part of the initial state the prediction starts from
+        vectors.insert(0, "velocity")
     outputs: tuple[str, ...] = ()
     if mode == "direct":
         scalars.append("time")

@@ -1,0 +1,92 @@
+"""Helpers shared by the benchmark scripts: finding trained checkpoints, thread control, timing."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("egcn", "gcn", "cnn")
+MODES = ("step", "direct")
+SCENARIOS = {"pig": "Pine Island (melt)", "north79": "79N (calving)"}
+_NAME = re.compile(r"^(egcn|gcn|cnn)-(step|direct)-([a-z0-9]+)\.pt$")
+
+RESULTS_TITLE = "Validation and results"
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint file named ``<arch>-<mode>-<scenario>.pt``."""
+
+    arch: str
+    mode: str
+    scenario: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.mode}-{self.scenario}"
+
+
+def find_checkpoints(folder: str | os.PathLike, scenario: str | None = None) -> list[CheckpointFile]:
+    """The ``<arch>-<mode>-<scenario>.pt`` files in ``folder`` (``*.last.pt`` and other names are skipped),
+    in the order egcn, gcn, cnn x step, direct."""
+    out = []
+    for p in sorted(Path(folder).glob("*.pt")):
+        m = _NAME.match(p.name)
+        if m and (scenario is None or m.group(3) == scenario):
+            out.append(CheckpointFile(m.group(1), m.group(2), m.group(3), p))
+    return sorted(out, key=lambda c: (c.scenario, ARCHS.index(c.arch), MODES.index(c.mode)))
+
+
+def missing_checkpoints(found: list[CheckpointFile], scenarios: tuple[str, ...]) -> list[str]:
+    """Names of the 3 x 2 x len(scenarios) expected checkpoints that are not in ``found``."""
+    have = {c.name for c in found}
+    return [f"{a}-{m}-{s}" for s in scenarios for a in ARCHS for m in MODES if f"{a}-{m}-{s}" not in have]
+
+
+def set_threads(n: int | None) -> int:
+    """Limit torch's intra-op threads (``None``: leave as is); returns the number in use.
+
+    On a machine whose cores are busy with other work, torch's default (one thread per core) spends most
+    of its time waiting at OpenMP barriers; one thread is then much faster.
+    """
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(int(n))
+    return int(torch.get_num_threads())
+
+
+def timed(fn, *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """``(wall seconds, fn(*args, **kwargs))``."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def quiet(fn, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with pyISSM's prints and UserWarnings silenced."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore", UserWarning)
+        return fn(*args, **kwargs)
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """A number for a markdown table (``-`` for None/NaN)."""
+    import math
+
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.{digits}g}"
+    return str(v)
