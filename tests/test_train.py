@@ -117,8 +117,7 @@ def test_bad_arguments(ens, tmp_path):
         train(ens, mode="both", out=tmp_path / "x.pt")
 
 
-@pytest.mark.slow
-def test_ddp_gloo_two_processes(ens, tmp_path):
+def test_ddp_gloo_two_processes(ens, tmp_path):  # ~20 s: DistributedDataParallel is a deliverable
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
