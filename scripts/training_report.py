@@ -1,0 +1,54 @@
+"""Summarise the training histories of the published weights into docs/training.md (its `histories` block).
+
+Usage: ``python scripts/training_report.py CKPT_DIR [--out docs/training.md]``. Reads every
+``<name>.history.csv`` written by ``issm-emulator train`` beside the checkpoints and the checkpoints'
+manifests (configuration, training ranges); measures nothing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from report import write_section  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("ckpt_dir", type=Path)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "training.md")
+    args = ap.parse_args()
+    from issm_emulator.nn.checkpoint import load_checkpoint
+
+    rows = ["| weights | network | epochs run | best epoch | best validation loss | training time (s) | parameters |",
+            "|---|---|---|---|---|---|---|"]
+    for hist in sorted(args.ckpt_dir.glob("*.history.csv")):
+        name = hist.name[: -len(".history.csv")]
+        ckpt = args.ckpt_dir / f"{name}.pt"
+        if not ckpt.is_file():
+            continue
+        with hist.open() as f:
+            recs = list(csv.DictReader(f))
+        if not recs:
+            continue
+        best = min(recs, key=lambda r: float(r["validation_loss"]))
+        ck = load_checkpoint(ckpt)
+        cfg = ck.model.config
+        arch = ck.manifest.get("arch", "?")
+        width = cfg.get("hidden", "?")
+        depth = cfg.get("n_layers", "?")
+        nparam = sum(p.numel() for p in ck.model.parameters())
+        rows.append(f"| `{name}` | {arch} {depth} x {width} | {len(recs)} | {best['epoch']} | "
+                    f"{float(best['validation_loss']):.3g} | {sum(float(r['seconds']) for r in recs):.0f} | {nparam} |")
+    body = "\n".join(["## Training histories (`scripts/training_report.py`)", "",
+                      "Validation loss: mean squared error of the normalised outputs on the validation split "
+                      "(velocity divided by its RMS, scalar outputs by their standard deviation).", "", *rows])
+    write_section(args.out, "histories", body, title="Training the published weights")
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
