@@ -294,11 +294,19 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: Mapping
         "manifest": manifest,
         "extra": _plain(dict(extra or {})),
     }
+    atomic_torch_save(payload, path)
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically: a temporary file in the same folder, fsync, rename; on any
+    failure the previous file (if any) is left intact and no temporary file remains."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from issm_emulator.nn.checkpoint import make_manifest, save_checkpoint
+from issm_emulator.nn.checkpoint import atomic_torch_save, make_manifest, save_checkpoint
 from issm_emulator.nn.dataset import DatasetError, EnsembleDataset, collate, make_dataset
 from issm_emulator.nn.normalizer import Normalizer
 
@@ -89,21 +89,6 @@ def _dist_env() -> tuple[int, int, int]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     return world, rank, local
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -449,7 +434,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             history.append(rec)
             if rank == 0:
                 _write_history(out, history)
-                _atomic_torch_save({
+                atomic_torch_save({
                     "config": config, "epoch": epoch, "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
                     "optimizer": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
