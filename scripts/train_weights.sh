@@ -22,8 +22,9 @@ bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
   IFS=- read -r arch mode scenario <<< "$name"
   case $scenario in
-    pig) ens=$data/pig-melt; epochs=4                      # 28 training runs, 240 monthly outputs each
-         stride=24; [ "$arch-$mode" = egcn-step ] && stride=12 ;;  # 10 (20 for the default) outputs per run
+    pig) ens=$data/pig-melt; epochs=4; stride=24          # 28 training runs, 10 of 240 monthly outputs each
+         # the default weights (egcn-step-pig): 20 outputs per run, 12 epochs
+         if [ "$arch-$mode" = egcn-step ]; then stride=12; epochs=12; fi ;;
     north79) ens=$data/north79-calving; stride=6; epochs=8 ;;  # 8 training runs, 20 of 120 outputs each
     *) echo "unknown scenario in $name" >&2; exit 2 ;;
   esac
