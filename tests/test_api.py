@@ -208,9 +208,11 @@ def test_solver_instance_and_wrong_solution_support():
     assert hasattr(md.results, "StressbalanceSolution")
 
 
-def test_default_solver_is_the_builtin_fem(monkeypatch):
+def test_default_solver_is_the_builtin_fem_without_bundled_weights(monkeypatch, tmp_path):
+    from issm_emulator import weights
     from issm_emulator.plugins import manager
 
+    monkeypatch.setattr(weights, "bundled_dir", lambda: tmp_path)  # no default EGCN weights
     monkeypatch.delenv(manager.ENV_VAR, raising=False)
     manager.reset_default_manager()
     md = make_square_shelf_md()

@@ -41,7 +41,12 @@ def test_solvers_table_and_json():
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     fem = next(r for r in rows if r["name"] == "fem")
-    assert fem["plugin"] == "builtin" and "cpu" in fem["devices"] and fem["default"] is True
+    egcn = next(r for r in rows if r["name"] == "egcn")
+    assert fem["plugin"] == "builtin" and "cpu" in fem["devices"]
+    from issm_emulator import weights
+
+    # the default is EGCN when its default weights ship with the package, fem otherwise
+    assert egcn["default"] is weights.has_default("egcn", "step") and fem["default"] is not egcn["default"]
     assert set(fem) >= {"name", "version", "description", "devices", "solutions", "plugin"}
 
 

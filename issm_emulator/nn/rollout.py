@@ -309,7 +309,10 @@ class _Network:
 def _diverged(what: str, k: int, t: float, yts: float, member: int | None) -> EmulatorDivergedError:
     who = "" if member is None else f" (ensemble member {member})"
     return EmulatorDivergedError(f"emulator rollout produced NaN/inf in {what} at step {k} "
-                                 f"(t = {t / yts:g} yr){who}", step=k, time=t / yts)
+                                 f"(t = {t / yts:g} yr){who}; the model probably lies outside what the "
+                                 "checkpoint was trained on (another glacier, mesh resolution or forcing): "
+                                 "solve it with solver='fem', or train a checkpoint on an ensemble of such "
+                                 "models (docs/ensembles-and-training.md)", step=k, time=t / yts)
 
 
 def _check_finite(pred: dict[str, np.ndarray], k: int, t: float, yts: float, member: int | None) -> None:
