@@ -29,6 +29,7 @@ field of the model's parameterisation, m/s, per vertex), ``calving_threshold``
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -343,11 +344,36 @@ def _step_network(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[M
     return _Network(ckpt, states[0], device, batch_size)
 
 
+#: step mode's speed limiter, in units of the training data's RMS speed (the checkpoint's output scale)
+SPEED_LIMIT_RMS = 10.0
+
+
+def limit_speed(vx: np.ndarray, vy: np.ndarray, vmax: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scale velocities faster than ``vmax`` down to ``vmax`` (direction kept); returns the number limited.
+
+    A safeguard of the step-mode rollout, not part of the learned model: a network fed a geometry it has
+    not seen can predict runaway speeds, which the mass transport turns into runaway thickness and the next
+    prediction amplifies. Bounding the speed at :data:`SPEED_LIMIT_RMS` times the training data's RMS speed
+    (several times the fastest ice of the training runs) keeps such a rollout finite; how many vertices
+    were limited is reported in the solve's info (``speed_limited``), so a limited run is never silent.
+    """
+    speed = np.hypot(vx, vy)
+    over = speed > vmax
+    n = int(over.sum())
+    if n:
+        f = np.where(over, vmax / np.where(over, speed, 1.0), 1.0)
+        vx, vy = vx * f, vy * f
+    return vx, vy, n
+
+
 class _NetworkVelocity:
     """The step mode's velocity provider: one batched forward pass over the requests of a step."""
 
     def __init__(self, net: _Network):
         self.net = net
+        scale = np.asarray(net.ckpt.output_normalizer.to_dict()["vector_scale"], float)
+        self.vmax = SPEED_LIMIT_RMS * float(scale[0]) if scale.size and scale[0] > 0 else np.inf
+        self.limited = 0
 
     def many(self, requests: Sequence[VelocityRequest]) -> list[VelocityResult]:
         net = self.net
@@ -361,8 +387,10 @@ class _NetworkVelocity:
         out = []
         for r, pred in zip(requests, net.predict(items)):
             _check_finite(pred, r.step, r.time, r.state.yts, r.member)
-            vx, vy = _impose_dirichlet(r.state, pred["vx"], pred["vy"])
-            out.append((vx, vy, {"niter": FORWARD_PASSES_PER_SOLVE}))
+            vx, vy, n = limit_speed(pred["vx"], pred["vy"], self.vmax)
+            self.limited += n
+            vx, vy = _impose_dirichlet(r.state, vx, vy)
+            out.append((vx, vy, {"niter": FORWARD_PASSES_PER_SOLVE, "speed_limited": n}))
         return out
 
     def __call__(self, state: ModelState, geometry: StepGeometry, vx_prev: np.ndarray, vy_prev: np.ndarray,
@@ -400,12 +428,19 @@ def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequen
     if not states:
         return []
     net = _step_network(checkpoint, states, device, batch_size, arch)
-    runs = run_transient_many(states, _NetworkVelocity(net), pmesh=net.pmesh, solver_name=solver_name,
+    provider = _NetworkVelocity(net)
+    runs = run_transient_many(states, provider, pmesh=net.pmesh, solver_name=solver_name,
                               error=EmulatorDivergedError, velocity_timing="network", progress=progress,
                               desc=f"{solver_name} step rollout")
+    if provider.limited:
+        warnings.warn(f"{solver_name}: the network's speed exceeded {SPEED_LIMIT_RMS:g} x the training RMS speed "
+                      f"({provider.vmax * states[0].yts:.0f} m/yr) at {provider.limited} vertex-steps and was "
+                      "limited there; the model may lie outside the checkpoint's training data", RuntimeWarning,
+                      stacklevel=2)
     for r in runs:
         r.info = {"mode": "step", "nsteps": r.info["nsteps"], "forward_passes": net.forward_passes,
-                  "ensemble_size": len(states), "timings_s": r.info["timings_s"]}
+                  "ensemble_size": len(states), "timings_s": r.info["timings_s"],
+                  "speed_limited": provider.limited}
     return runs
 
 
