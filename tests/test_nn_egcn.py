@@ -9,6 +9,7 @@ from scipy.spatial import Delaunay
 from torch_geometric.data import Batch, Data
 
 from issm_emulator.errors import ModelInputError
+from issm_emulator.graph import mesh_graph
 from issm_emulator.nn import EGCN, EquivariantConv, FeatureSpec, Normalizer, build_inputs, nodal_gradient
 from issm_emulator.nn.egcn import safe_norm
 
@@ -278,3 +279,28 @@ def test_build_inputs_order_broadcast_and_errors():
     assert sb[:, 1].tolist() == [1.0] * 3 + [0.0] * 12
     with pytest.raises(ValueError, match="unknown scalar feature"):
         FeatureSpec(("thickness", "nonsense"), ("velocity",))
+
+
+def test_normalized_egcn_is_equivariant_and_bounded():
+    """``normalize=True`` keeps the network equivariant and its hidden state bounded for wild inputs."""
+    rng = np.random.default_rng(5)
+    pts = rng.uniform(0, 5e4, (40, 2))
+    tri = Delaunay(pts).simplices
+    g = mesh_graph((pts[:, 0], pts[:, 1], tri), dtype=torch.float64)
+    model = EGCN(3, 2, ("thickness",), hidden=16, n_layers=4, normalize=True).double()
+    assert model.config["normalize"] is True
+    with torch.no_grad():
+        for p in model.parameters():  # large weights: an unnormalised network would overflow
+            p.mul_(30.0)
+    s = torch.tensor(rng.normal(size=(40, 3)) * 50)
+    v = torch.tensor(rng.normal(size=(40, 2, 2)) * 50)
+    out = model(g, s, v)
+    assert torch.isfinite(out["velocity"]).all() and torch.isfinite(out["thickness"]).all()
+    th = 0.7
+    q = torch.tensor([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]], dtype=torch.float64)
+    rot = pts @ q.numpy().T
+    g2 = mesh_graph((rot[:, 0], rot[:, 1], tri), dtype=torch.float64)
+    out2 = model(g2, s, v @ q.T)
+    scale = out["velocity"].abs().max().item()
+    torch.testing.assert_close(out2["velocity"], out["velocity"] @ q.T, rtol=1e-6, atol=1e-6 * scale)
+    torch.testing.assert_close(out2["thickness"], out["thickness"], rtol=1e-6, atol=1e-6)

@@ -221,13 +221,18 @@ class EGCN(nn.Module):
     vector_hidden : vector channels inside the network
     length_scale : distance unit ``L`` (m) of the invariant edge length
     edge_attr_dim : invariant edge attributes passed to ``forward`` (0 for none)
+    normalize : after every layer, normalise the hidden state: ``h <- LayerNorm(h)`` (parameter-free,
+        invariant) and ``V <- V / sqrt(1 + mean_c |V^c|^2)`` (a division by an invariant, so equivariant).
+        Without it the gated vector channels can grow geometrically with depth for inputs outside the
+        training data and overflow along a long step-mode rollout; new trainings use it (``issm-emulator
+        train``), checkpoints trained without it keep ``False`` in their config.
     """
 
     arch = "egcn"
 
     def __init__(self, n_scalars: int, n_vectors: int, scalar_outputs: Sequence[str] = (), *,
                  hidden: int = 128, n_layers: int = 5, vector_hidden: int = 16, length_scale: float = 1000.0,
-                 edge_attr_dim: int = 0):
+                 edge_attr_dim: int = 0, normalize: bool = False):
         super().__init__()
         if n_vectors < 1:
             raise ValueError("EGCN needs at least one vector input channel (e.g. velocity)")
@@ -237,8 +242,9 @@ class EGCN(nn.Module):
             "arch": self.arch, "n_scalars": self.n_scalars, "n_vectors": self.n_vectors,
             "scalar_outputs": list(self.scalar_outputs), "hidden": int(hidden), "n_layers": int(n_layers),
             "vector_hidden": int(vector_hidden), "length_scale": float(length_scale),
-            "edge_attr_dim": int(edge_attr_dim)}
+            "edge_attr_dim": int(edge_attr_dim), "normalize": bool(normalize)}
         self.edge_attr_dim = int(edge_attr_dim)
+        self.normalize = bool(normalize)
         self.encoder = _mlp([self.n_scalars + self.n_vectors, hidden, hidden])
         self.vector_encoder = nn.Linear(self.n_vectors, vector_hidden, bias=False)
         self.layers = nn.ModuleList(
@@ -277,6 +283,9 @@ class EGCN(nn.Module):
         v = _mix(self.vector_encoder, vectors)
         for layer in self.layers:
             h, v = layer(h, v, edge_index, vec, edge_attr)
+            if self.normalize:
+                h = nn.functional.layer_norm(h, h.shape[-1:])
+                v = v / torch.sqrt(1.0 + (v * v).sum(-1).mean(-1))[:, None, None]
         _, vel = self.velocity_decoder(h, v, edge_index, vec, edge_attr)
         vel = vel[:, 0] + (self.input_gate(h).unsqueeze(-1) * vectors).sum(1)
         out = {"velocity": vel}

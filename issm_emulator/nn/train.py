@@ -201,7 +201,10 @@ def _deterministic(enabled: bool, device: torch.device):
 def _build_model(arch: str, spec: Any, hidden: int, layers: int, options: Mapping[str, Any]) -> nn.Module:
     from issm_emulator.nn import model_from_spec
 
-    return model_from_spec(arch, spec, hidden=int(hidden), n_layers=int(layers), **dict(options))
+    options = dict(options)
+    if arch == "egcn":
+        options.setdefault("normalize", True)  # bounded hidden states: stable long step-mode rollouts
+    return model_from_spec(arch, spec, hidden=int(hidden), n_layers=int(layers), **options)
 
 
 def _evaluate_loss(model: nn.Module, loader: DataLoader, in_norm: Normalizer, out_norm: Normalizer,
