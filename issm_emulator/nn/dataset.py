@@ -376,8 +376,9 @@ class EnsembleDataset(Dataset):
             else np.zeros((vel.shape[0], 0))
         return torch.as_tensor(vel, dtype=self.dtype), torch.as_tensor(sc, dtype=self.dtype)
 
-    def input_arrays(self, position: int, k: int) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def input_arrays(self, position: int, k: int) -> dict[str, Any]:  # pragma: no cover - overridden
+        """The input feature arrays of sample ``(position, k)``; defined by each mode's subclass."""
+        raise TypeError(f"{type(self).__name__} has no mode: use DirectDataset or StepDataset (make_dataset)")
 
     # ------------------------------------------------------------------ Dataset protocol
     def __len__(self) -> int:
