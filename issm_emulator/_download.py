@@ -32,6 +32,22 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def cached_file(path: Path, expected: str, refusal: str) -> Path | None:
+    """``path`` when it exists with sha256 ``expected`` (hex), None when it does not exist.
+
+    A file that exists but fails its hash is refused, never silently replaced: ``DataUnavailableError``
+    whose message is ``refusal`` formatted with ``{path}``, ``{got}`` and ``{expected}``.
+    """
+    if not path.is_file():
+        return None
+    got = sha256_file(path)
+    if got != expected:
+        from .errors import DataUnavailableError
+
+        raise DataUnavailableError(refusal.format(path=path, got=got, expected=expected))
+    return path
+
+
 def parse_registry(text: str, source: str = "registry") -> dict[str, tuple[str, str]]:
     """``{name: ('sha256:<hex>', location)}`` from the text of a registry file.
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from ._download import cached_file
 from ._download import sha256_file as _sha256
 from .errors import DataUnavailableError
 
@@ -112,13 +113,10 @@ def fetch(name: str) -> Path:
     expected = digest.split(":", 1)[1]
     folder = cache_dir()
     path = folder / key
-    if path.is_file():
-        got = _sha256(path)
-        if got != expected:
-            raise DataUnavailableError(
-                f"{path} is corrupted or not the expected version (sha256 {got}, expected {expected}). "
-                f"Delete it and call issm_emulator.data.fetch({key!r}) again to re-download it, or point "
-                f"{ENV_VAR} at a folder holding the right file.")
+    refusal = ("{path} is corrupted or not the expected version (sha256 {got}, expected {expected}). "
+               f"Delete it and call issm_emulator.data.fetch({key!r}) again to re-download it, or point "
+               f"{ENV_VAR} at a folder holding the right file.")
+    if cached_file(path, expected, refusal) is not None:
         return path
     shipped = bundled_path(key)
     if shipped is not None and _sha256(shipped) == expected:

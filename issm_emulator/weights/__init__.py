@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from issm_emulator._download import HashMismatch, download, parse_registry, sha256_file
+from issm_emulator._download import HashMismatch, cached_file, download, parse_registry, sha256_file
 from issm_emulator.errors import DataUnavailableError, SolverError
 
 __all__ = ["CACHE_ENV_VAR", "DEFAULT_BASE_URL", "SUFFIX", "URL_ENV_VAR", "UnknownWeightsError", "WeightsInfo",
@@ -216,13 +216,10 @@ def fetch(name: str) -> Path:
     expected = digest.split(":", 1)[1]
     folder = cache_dir()
     path = folder / location
-    if path.is_file():
-        got = sha256_file(path)
-        if got != expected:
-            raise DataUnavailableError(
-                f"weights {key!r}: the cached file {path} fails its hash check (sha256 {got}, expected "
-                f"{expected}); it is corrupted or another version. Delete it and fetch it again: "
-                f"`rm {path}` then `issm-emulator fetch {key}` (or issm_emulator.weights.fetch({key!r})).")
+    refusal = (f"weights {key!r}: the cached file {{path}} fails its hash check (sha256 {{got}}, expected "
+               f"{{expected}}); it is corrupted or another version. Delete it and fetch it again: "
+               f"`rm {{path}}` then `issm-emulator fetch {key}` (or issm_emulator.weights.fetch({key!r})).")
+    if cached_file(path, expected, refusal) is not None:
         return path
     url = base_url() + location
     try:
