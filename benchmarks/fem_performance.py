@@ -104,15 +104,6 @@ def measure(nv_target: int, repeat: int = 3) -> dict:
             "transient_iters": out.info["stressbalance_iterations"]}
 
 
-#: the same benchmark before the solver work of issue 3 (per-iteration SuperLU with its own MMD ordering
-#: on the blocked [u; v] system, global matrix assembled then sliced); from the previous docs/performance.md
-BEFORE = """| vertices | SSA from rest (s) | SSA warm start (s) | mass transport (s) | transient step, 3-step mean (s) |
-|---|---|---|---|---|
-| 1002 | 0.067 | 0.008 | 0.0049 | 0.039 |
-| 4816 | 0.925 | 0.116 | 0.0364 | 0.484 |
-| 19024 | 5.815 | 0.456 | 0.1393 | 2.240 |"""
-
-
 def write_markdown(rows: list[dict], path: Path) -> None:
     lines = [
         "## `fem` solver steps (`benchmarks/fem_performance.py`)",
@@ -154,10 +145,6 @@ def write_markdown(rows: list[dict], path: Path) -> None:
         "residual of 1e-13, refactorising when that takes more than 10 iterations. Picard iterations and the "
         "stopping rule are unchanged; results agree with a direct solve to ~1e-13 (the ISSM validation "
         "tests still pass at 1e-8..1e-10)."),
-        "",
-        "Before this work (same benchmark, same machine, previous version of this file):",
-        "",
-        BEFORE,
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
