@@ -1,7 +1,7 @@
 """Accuracy of every trained emulator on the held-out (test) runs; writes its section of docs/results.md.
 
 For each checkpoint ``<arch>-<mode>-<scenario>.pt`` in ``--checkpoints`` (scenario ``pig`` evaluated on
-``--data-pig``, ``north79`` on ``--data-north79``), :func:`issm_emulator.nn.evaluate.evaluate` on the test
+``--data-pig``, ``north79`` on ``--data-north79``), :func:`issm_emulator.learning.evaluate.evaluate` on the test
 split: step checkpoints are rolled out autoregressively over the whole run (network velocity + FE mass
 transport), direct checkpoints predict every output from the initial state. RMSE and Pearson R of vx, vy,
 speed (m/yr) and thickness (m), pooled over the test runs and all their outputs, over all vertices and
@@ -54,7 +54,7 @@ def _overall(rows: list[dict]) -> dict[tuple[str, str], dict]:
 
 def _training(ckpt_path: Path) -> dict:
     """Training facts stored in the checkpoint (epochs, width, depth) and its history file."""
-    from issm_emulator.nn.checkpoint import load_checkpoint
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
     ck = load_checkpoint(ckpt_path)
     tr = dict(ck.extra.get("training", {}))
@@ -73,7 +73,7 @@ def _training(ckpt_path: Path) -> dict:
 
 
 def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
-    from issm_emulator.nn.evaluate import evaluate
+    from issm_emulator.learning.evaluate import evaluate
 
     data = {"pig": args.data_pig, "north79": args.data_north79}
     found = find_checkpoints(args.checkpoints)

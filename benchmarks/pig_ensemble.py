@@ -24,7 +24,7 @@ os.environ.setdefault("USER", "issm-emulator")
 
 
 def main() -> None:
-    from issm_emulator.datasets.ensemble import ensemble_spec, generate_ensemble
+    from issm_emulator.datasets import ensemble_spec, generate_ensemble
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("data/pig-melt"))

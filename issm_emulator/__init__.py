@@ -30,7 +30,7 @@ from issm_emulator.errors import (
     UnsupportedOptionError,
 )
 
-__version__ = "0.1.0.dev0"
+from issm_emulator._version import __version__
 
 # Public functions are imported lazily so that ``import issm_emulator`` stays cheap (no torch import).
 _LAZY = {

@@ -10,6 +10,7 @@ one).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import click
 import numpy as np
 
-from issm_emulator import __version__
+from issm_emulator._version import __version__
 from issm_emulator.errors import IssmEmulatorError
 
 
@@ -27,10 +28,28 @@ def _console():
     return Console(soft_wrap=False, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
 
 
+def configure_logging(verbosity: int) -> None:
+    """Send the package's log records (``logging.getLogger("issm_emulator...")``) to stderr.
+
+    Library code only logs; the command line decides what is shown: warnings and above by default
+    (``verbosity`` 0), progress information with ``-v``, debugging detail with ``-vv``.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("issm_emulator")
+    logger.setLevel(level)
+    if not any(getattr(h, "_issm_emulator_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._issm_emulator_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="issm-emulator")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="Log more (-v: information, -vv: debugging detail).")
+def main(verbose: int = 0) -> None:
     """issm-emulator: a GNN surrogate and a reference finite-element solver for ISSM models."""
+    configure_logging(verbose)
 
 
 # --------------------------------------------------------------------------------------------- solvers
@@ -232,7 +251,7 @@ from issm_emulator.datasets.cli import generate, info  # noqa: E402
 
 main.add_command(generate)
 main.add_command(info)
-from issm_emulator.nn.cli import evaluate_command, train_command  # noqa: E402
+from issm_emulator.learning.cli import evaluate_command, train_command  # noqa: E402
 
 main.add_command(train_command)
 main.add_command(evaluate_command)

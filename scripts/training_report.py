@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("ckpt_dir", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "training.md")
     args = ap.parse_args()
-    from issm_emulator.nn.checkpoint import load_checkpoint
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
     rows = ["| weights | network | epochs run | best epoch | best validation loss | training time (s) | parameters |",
             "|---|---|---|---|---|---|---|"]

@@ -25,7 +25,7 @@ from issm_emulator.datasets import (
     split_labels,
     split_runs,
 )
-from issm_emulator.datasets.ensemble import RUNS_DIR
+from issm_emulator.datasets.layout import RUNS_DIR
 from issm_emulator.errors import SolverError, UnitError
 from issm_emulator.solvers.fem import FEMSolver
 
@@ -257,6 +257,27 @@ def test_no_finished_run_raises(tmp_path):
     with pytest.raises(EnsembleError, match="no run finished.*synthetic failure"):
         generate_ensemble(_spec([1.0, 2.0], solver=failing), tmp_path, workers=0, progress=False)
     assert len(list((tmp_path / RUNS_DIR).glob("*.failed.json"))) == 2
+
+
+def test_progress_bar_counts_resumed_and_failed_runs(tmp_path, capsys):
+    generate_ensemble(_spec([0.0, 5.0]), tmp_path, workers=0, progress=False)
+    failing = CountingSolver(fail_at={10.0})
+    with pytest.warns(RuntimeWarning, match="1 of 3 runs failed"):
+        generate_ensemble(_spec([0.0, 5.0, 10.0], solver=failing), tmp_path, workers=0, progress=True)
+    assert failing.calls == [10.0]
+    err = capsys.readouterr().err  # tqdm, on stderr: the 2 finished runs count from the start
+    assert "square-melt" in err and "2/3" in err and "3/3" in err and "1 failed" in err
+    generate_ensemble(_spec([0.0, 5.0]), tmp_path, workers=0, progress=True)
+    assert "square-melt" not in capsys.readouterr().err  # nothing to run: no bar
+
+
+def test_scenario_paths_of_the_former_ensemble_module_resolve():
+    from issm_emulator.datasets import resolve_scenario, square_melt
+
+    old = "issm_emulator.datasets.ensemble:square_melt"  # recorded by ensembles made before the split
+    assert resolve_scenario(old) is square_melt
+    spec = EnsembleSpec(scenario=old, parameter="melt_rate", values=[1.0], units="m yr^-1")
+    assert spec.provenance()["scenario"] == old and spec.build_model(1.0).mesh.numberofvertices > 0
 
 
 # ------------------------------------------------------------------------------------------ parallel

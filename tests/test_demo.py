@@ -53,7 +53,7 @@ def zero_checkpoint(random_checkpoint):
     """The NaN checkpoint with every weight set to zero (stable)."""
     import torch
 
-    from issm_emulator.nn.checkpoint import load_checkpoint, save_checkpoint
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(random_checkpoint)
     with torch.no_grad():

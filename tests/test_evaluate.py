@@ -13,11 +13,11 @@ import xarray as xr
 from click.testing import CliRunner
 
 from issm_emulator.datasets import EnsembleSpec, generate_ensemble
-from issm_emulator.nn.checkpoint import load_checkpoint
-from issm_emulator.nn.cli import evaluate_command, train_command
-from issm_emulator.nn.dataset import DirectDataset
-from issm_emulator.nn.evaluate import RunPrediction, evaluate, regression_metrics, run_metrics
-from issm_emulator.nn.train import train
+from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+from issm_emulator.learning.cli import evaluate_command, train_command
+from issm_emulator.learning.dataset import DirectDataset
+from issm_emulator.learning.evaluate import RunPrediction, evaluate, regression_metrics, run_metrics
+from issm_emulator.learning.train import train
 
 YTS = 365.0 * 24 * 3600
 TINY = {"hidden": 8, "layers": 1, "batch_size": 2, "progress": False}

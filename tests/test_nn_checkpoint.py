@@ -1,4 +1,4 @@
-"""Checkpoints (issm_emulator.nn.checkpoint) and normalisation (issm_emulator.nn.normalizer)."""
+"""Checkpoints (issm_emulator.solvers.emulator.checkpoint) and normalisation (issm_emulator.nn.normalizer)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch_geometric.data import Data
 from issm_emulator import __version__
 from issm_emulator.errors import ExtrapolationWarning
 from issm_emulator.nn import FeatureSpec, Normalizer, default_spec, model_from_spec
-from issm_emulator.nn.checkpoint import (
+from issm_emulator.solvers.emulator.checkpoint import (
     CheckpointMismatchError,
     check_manifest,
     load_checkpoint,

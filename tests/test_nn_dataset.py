@@ -9,7 +9,7 @@ import torch
 import xarray as xr
 
 from issm_emulator.datasets import EnsembleSpec, generate_ensemble
-from issm_emulator.nn.dataset import DatasetError, DirectDataset, StepDataset, collate, make_dataset
+from issm_emulator.learning.dataset import DatasetError, DirectDataset, StepDataset, collate, make_dataset
 
 YTS = 365.0 * 24 * 3600
 

@@ -137,7 +137,7 @@ def test_broken_factory_fails_on_get_but_is_listed():
 def test_builtin_registers_through_its_entry_point(monkeypatch):
     monkeypatch.delenv(mgr.ENV_VAR, raising=False)
     pm = mgr.create_plugin_manager()
-    assert pm.get_plugin("builtin") is importlib.import_module("issm_emulator.solvers.builtin")
+    assert pm.get_plugin("builtin") is importlib.import_module("issm_emulator.plugins.builtin")
     assert pm.plugin_distributions["builtin"].startswith("issm")  # loaded from the installed metadata
     reg = mgr.SolverRegistry(pm)
     assert reg.specs()["fem"].plugin == "builtin"

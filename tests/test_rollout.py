@@ -1,4 +1,4 @@
-"""Emulator rollouts (issm_emulator.nn.rollout): direct and step modes on a tiny mesh with tiny networks."""
+"""Emulator rollouts (issm_emulator.solvers.emulator.step/direct): direct and step modes on a tiny mesh with tiny networks."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import torch
 from issm_emulator.errors import EmulatorDivergedError
 from issm_emulator.graph import mesh_graph
 from issm_emulator.issm.adapter import read_model
-from issm_emulator.nn import Normalizer, build_inputs, default_spec, model_from_spec, rollout
-from issm_emulator.nn.checkpoint import CheckpointMismatchError, make_manifest, save_checkpoint
+from issm_emulator.nn import Normalizer, build_inputs, default_spec, model_from_spec
 from issm_emulator.physics import diagnostics
 from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.solvers.emulator.checkpoint import CheckpointMismatchError, make_manifest, save_checkpoint
+from issm_emulator.solvers.emulator.direct import direct_transient_many, rollout_direct
+from issm_emulator.solvers.emulator.inputs import feature_arrays
+from issm_emulator.solvers.emulator.step import rollout_step, rollout_step_many
 from issm_emulator.state import YTS_DEFAULT
 from tests.modelfactory import make_square_shelf_md
 
@@ -38,7 +41,7 @@ def make_checkpoint(path, arch: str, mode: str, state, *, seed: int = 0, dtype=t
     g = mesh_graph(state.mesh)
     nv = state.numberofvertices
     geo = state.geometry
-    arrays = rollout.feature_arrays(
+    arrays = feature_arrays(
         state, thickness=geo.thickness, surface=geo.surface, base=geo.base, bed=geo.bed,
         ocean_levelset=state.masks.ocean_levelset, ice_levelset=state.masks.ice_levelset, vx=state.vx,
         vy=state.vy, smb=np.zeros(nv), melt_rate=np.full(nv, 5.0 / YTS),
@@ -79,7 +82,7 @@ def test_step_mode_conserves_mass(tmp_path, shelf_state, arch):
     """No SMB, no melt: V_k - V_{k-1} = -dt oint H_k u_k.n ds at every step (implicit Euler)."""
     ck = make_checkpoint(tmp_path / "s.pt", arch, "step", shelf_state, speed_myr=300.0)
     st = shelf_state.replace(requested_outputs=("default", "IceVolume"))
-    res = rollout.rollout_step(ck, st)
+    res = rollout_step(ck, st)
     assert [s["step"] for s in res.steps] == [1, 2, 3]
     np.testing.assert_allclose([s["time"] for s in res.steps], [YTS, 2 * YTS, 3 * YTS])
     pm = P1Mesh.from_mesh(st.mesh)
@@ -103,7 +106,7 @@ def test_step_mode_any_time_step_and_duration(tmp_path, shelf_state):
     st = shelf_state.replace(timestepping=type(ts)(start_time=0.5 * YTS, final_time=1.6 * YTS,
                                                    time_step=0.25 * YTS, interp_forcing=1),
                              output_frequency=2)
-    res = rollout.rollout_step(ck, st)
+    res = rollout_step(ck, st)
     # steps 1..5 end at 0.75, 1.0, 1.25, 1.5, 1.6 yr; outputs at 1, 2, 4 and the last (5)
     assert [s["step"] for s in res.steps] == [1, 2, 4, 5]
     np.testing.assert_allclose([s["time"] / YTS for s in res.steps], [0.75, 1.0, 1.5, 1.6])
@@ -114,8 +117,8 @@ def test_step_mode_any_time_step_and_duration(tmp_path, shelf_state):
 def test_direct_mode_batched_over_times(tmp_path, shelf_state):
     ck = make_checkpoint(tmp_path / "d.pt", "egcn", "direct", shelf_state)
     times = np.array([0.5, 1.0, 2.0, 3.0]) * YTS
-    full = rollout.rollout_direct(ck, shelf_state, times)
-    one = rollout.rollout_direct(ck, shelf_state, times, batch_size=1)
+    full = rollout_direct(ck, shelf_state, times)
+    one = rollout_direct(ck, shelf_state, times, batch_size=1)
     assert [p["time"] for p in full] == list(times)
     for a, b in zip(full, one):
         assert set(a) == {"time", "vx", "vy", "thickness"}
@@ -131,27 +134,27 @@ def test_direct_time_outside_training_range_warns(tmp_path, shelf_state):
 
     ck = make_checkpoint(tmp_path / "d.pt", "gcn", "direct", shelf_state)
     with pytest.warns(ExtrapolationWarning, match=r"'time'.*training range"):
-        rollout.rollout_direct(ck, shelf_state, [20.0 * YTS])
+        rollout_direct(ck, shelf_state, [20.0 * YTS])
 
 
 def test_nan_weights_raise_naming_the_step(tmp_path, shelf_state):
     ck = make_checkpoint(tmp_path / "n.pt", "egcn", "step", shelf_state, nan=True)
     with pytest.raises(EmulatorDivergedError, match="step 1") as exc:
-        rollout.rollout_step(ck, shelf_state)
+        rollout_step(ck, shelf_state)
     assert exc.value.step == 1
     ck = make_checkpoint(tmp_path / "nd.pt", "cnn", "direct", shelf_state, nan=True)
     with pytest.raises(EmulatorDivergedError, match="step 1"):
-        rollout.rollout_direct(ck, shelf_state, [YTS, 2 * YTS])
+        rollout_direct(ck, shelf_state, [YTS, 2 * YTS])
 
 
 def test_mode_and_missing_feature_refused(tmp_path, shelf_state):
     ck = make_checkpoint(tmp_path / "d.pt", "egcn", "direct", shelf_state)
     with pytest.raises(CheckpointMismatchError, match="mode 'direct'"):
-        rollout.rollout_step(ck, shelf_state)
+        rollout_step(ck, shelf_state)
     # a network that needs the von Mises calving threshold, on a model with default calving
     ck = make_checkpoint(tmp_path / "c.pt", "egcn", "step", shelf_state, parameters=("calving_threshold",))
     with pytest.raises(CheckpointMismatchError, match="calving_threshold"):
-        rollout.rollout_step(ck, shelf_state)
+        rollout_step(ck, shelf_state)
 
 
 def test_step_many_equals_single(tmp_path, shelf_state):
@@ -163,10 +166,10 @@ def test_step_many_equals_single(tmp_path, shelf_state):
                                                          floatingice_melting_rate=type(bf.groundedice_melting_rate)(
                                                              np.full(nv, m / YTS))))
               for m in (0.0, 5.0, 15.0)]
-    many = rollout.rollout_step_many(ck, states)
+    many = rollout_step_many(ck, states)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        singles = [rollout.rollout_step(ck, s) for s in states]
+        singles = [rollout_step(ck, s) for s in states]
     for a, b in zip(many, singles):
         for sa, sb in zip(a.steps, b.steps):
             for k in ("Vx", "Vy", "Thickness"):
@@ -189,7 +192,7 @@ def _front_state(calving_myr: float):
 def test_step_mode_moving_front_retreats(tmp_path):
     st = _front_state(3000.0)  # 3 km/yr against a 2.9 km mesh spacing
     ck = make_checkpoint(tmp_path / "s.pt", "gcn", "step", st, speed_myr=200.0)
-    res = rollout.rollout_step(ck, st)
+    res = rollout_step(ck, st)
     n_ice = [int((st.masks.ice_levelset < 0).sum())] + [int((s["MaskIceLevelset"] < 0).sum()) for s in res.steps]
     assert n_ice[-1] < n_ice[0] and all(a >= b for a, b in zip(n_ice, n_ice[1:]))
     vols = [s["IceVolume"] for s in res.steps]
@@ -206,8 +209,8 @@ def test_step_mode_moving_front_retreats(tmp_path):
 def test_direct_mode_predicts_the_ice_levelset_when_the_front_moves(tmp_path):
     st = _front_state(0.0)
     ck = make_checkpoint(tmp_path / "d.pt", "egcn", "direct", st, moving_front=True)
-    pred = rollout.rollout_direct(ck, st, [YTS, 2 * YTS])
+    pred = rollout_direct(ck, st, [YTS, 2 * YTS])
     assert all(p["ice_levelset"].shape == (st.numberofvertices,) for p in pred)
-    res = rollout.direct_transient_many(ck, [st])[0]
+    res = direct_transient_many(ck, [st])[0]
     assert [s["step"] for s in res.steps] == [1, 2, 3]
     np.testing.assert_allclose(res.steps[1]["MaskIceLevelset"], pred[1]["ice_levelset"])

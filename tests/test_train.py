@@ -16,9 +16,9 @@ import xarray as xr
 
 from issm_emulator.datasets import EnsembleSpec, generate_ensemble
 from issm_emulator.errors import ExtrapolationWarning
-from issm_emulator.nn.checkpoint import check_manifest, load_checkpoint
-from issm_emulator.nn.dataset import DirectDataset, StepDataset, collate
-from issm_emulator.nn.train import _evaluate_loss, history_paths, last_checkpoint_path, train
+from issm_emulator.solvers.emulator.checkpoint import check_manifest, load_checkpoint
+from issm_emulator.learning.dataset import DirectDataset, StepDataset, collate
+from issm_emulator.learning.train import _evaluate_loss, history_paths, last_checkpoint_path, train
 
 YTS = 365.0 * 24 * 3600
 TINY = {"hidden": 8, "layers": 1, "batch_size": 2, "progress": False}
@@ -121,7 +121,7 @@ def test_ddp_gloo_two_processes(ens, tmp_path):  # ~20 s: DistributedDataParalle
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "issm_emulator.nn.train", "--data", str(ens), "--model", "egcn", "--mode", "step", "--out",
+           "-m", "issm_emulator.learning", "--data", str(ens), "--model", "egcn", "--mode", "step", "--out",
            str(out), "--epochs", "1", "--hidden", "8", "--layers", "1", "--batch-size", "1", "--device", "cpu",
            "--no-progress"]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)

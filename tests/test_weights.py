@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from issm_emulator import weights
 from issm_emulator.errors import DataUnavailableError, SolverError
 from issm_emulator.nn import model_from_spec
-from issm_emulator.nn.checkpoint import load_checkpoint, make_manifest, save_checkpoint
+from issm_emulator.solvers.emulator.checkpoint import load_checkpoint, make_manifest, save_checkpoint
 from issm_emulator.weights.cli import fetch_command
 from tests.test_nn_checkpoint import MELT, SPEC, TIME, fitted_normalizers
 

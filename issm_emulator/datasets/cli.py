@@ -5,7 +5,7 @@ and :data:`info`; :mod:`issm_emulator.cli` attaches them to the main ``issm-emul
 
 Value syntax (``--melt-rates``, ``--thresholds``, ...): ``start:stop:step`` (``stop`` included when it
 falls on the grid, so ``0:70:2`` is 36 values), comma lists (``0,10,35``), both mixed, optionally followed
-by a unit after a space (``'0.65:1.2:0.05 MPa'``); see :func:`issm_emulator.datasets.ensemble.parse_values`.
+by a unit after a space (``'0.65:1.2:0.05 MPa'``); see :func:`issm_emulator.datasets.spec.parse_values`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ import numpy as np
 
 from issm_emulator.errors import IssmEmulatorError
 
-from .ensemble import ENSEMBLE_FILE, SWEEPS, ensemble_spec, generate_ensemble, parse_values
+from .layout import ENSEMBLE_FILE
+from .runner import generate_ensemble
+from .spec import parse_values
+from .sweeps import SWEEPS, ensemble_spec
 
 __all__ = ["generate", "info"]
 

@@ -7,7 +7,7 @@ All three share one interface::
     out["velocity"]  # (n, 2);  out["thickness"]  # (n,)
 
 with inputs built by :func:`issm_emulator.nn.features.build_inputs` and normalised by
-:class:`issm_emulator.nn.normalizer.Normalizer`; :mod:`issm_emulator.nn.checkpoint` saves and loads
+:class:`issm_emulator.nn.normalizer.Normalizer`; :mod:`issm_emulator.solvers.emulator.checkpoint` saves and loads
 trained models with their normalisation statistics and input manifest.
 """
 

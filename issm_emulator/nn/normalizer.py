@@ -7,7 +7,7 @@ features) or ``|mean|``, so that nothing is divided by zero.
 
 Statistics are accumulated in float64 (Chan's pairwise mean/variance update) over any number of batches (:meth:`Normalizer.update`) and frozen
 with :meth:`Normalizer.finalize`; they live in buffers (``state_dict``) and in :meth:`Normalizer.to_dict`,
-which :mod:`issm_emulator.nn.checkpoint` stores.
+which :mod:`issm_emulator.solvers.emulator.checkpoint` stores.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ A plugin is a module (or any object) with a function named ``issm_emulator_solve
     [project.entry-points.issm_emulator]
     myplugin = "my_package.my_module"
 
-The built-in solvers register the same way (entry point ``builtin`` -> :mod:`issm_emulator.solvers.builtin`).
+The built-in solvers register the same way (entry point ``builtin`` -> :mod:`issm_emulator.plugins.builtin`).
 """
 
 from __future__ import annotations

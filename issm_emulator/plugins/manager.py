@@ -2,7 +2,7 @@
 
 Solver backends come from plugins implementing the ``issm_emulator_solvers`` hook
 (:mod:`issm_emulator.plugins.hookspecs`). Plugins are found through the entry-point group ``issm_emulator``;
-issm-emulator's own solvers are the plugin ``builtin`` (:mod:`issm_emulator.solvers.builtin`) and register
+issm-emulator's own solvers are the plugin ``builtin`` (:mod:`issm_emulator.plugins.builtin`) and register
 exactly like third-party ones.
 
 Environment variable
@@ -34,7 +34,7 @@ from issm_emulator.solvers.base import Solver
 
 ENV_VAR = "ISSM_EMULATOR_PLUGINS"
 BUILTIN_PLUGIN = "builtin"
-BUILTIN_MODULE = "issm_emulator.solvers.builtin"
+BUILTIN_MODULE = "issm_emulator.plugins.builtin"
 DEFAULT_SOLVER_PREFERENCE = ("egcn", "fem")
 
 

@@ -371,9 +371,9 @@ def mismip_plus_spinup(resolution: Any = 4e3, years: Any = 10000.0, *, time_step
         freq = max(1, nsteps // 100)
         md = mismip_plus(res, "Ice0", years=duration, time_step=dt, output_frequency=freq,
                          initial_thickness=initial_thickness)
-        import issm_emulator
+        from issm_emulator.api import solve
 
-        solved = issm_emulator.solve(md, "Transient", solver=solver)
+        solved = solve(md, "Transient", solver=solver)
         md = solved if solved is not None else md
         _write_spinup(path, md, solver=solver, resolution=res, years=duration, time_step=dt)
     with xr.open_dataset(path) as ds:
@@ -391,7 +391,6 @@ def _write_spinup(path: Path, md: Any, *, solver: str, resolution: float, years:
 
     import xarray as xr
 
-    import issm_emulator
 
     steps = md.results.TransientSolution.steps
     if not steps:

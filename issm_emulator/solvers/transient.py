@@ -1,5 +1,8 @@
 """ISSM's transient loop (``transient_core``), shared by every backend that steps in time.
 
+One job: advancing a model through ISSM's time steps around a velocity that the backend supplies (the
+schedule, forcing, front, mass transport, migration and outputs of each step all belong to that job).
+
 A backend supplies only the velocity of each step (a *velocity provider*); everything else, the time
 schedule, the forcing, the moving front, mass transport, grounding-line migration and the outputs, is
 here, so the ``fem`` solver (velocity from :func:`issm_emulator.physics.ssa.solve_ssa`) and the emulator's
@@ -43,6 +46,7 @@ from issm_emulator.errors import ModelInputError, SolverDivergedError, SolverErr
 from issm_emulator.physics import diagnostics, groundingline, masks, masstransport, melt
 from issm_emulator.physics.fe import P1Mesh
 from issm_emulator.physics.levelset import FrontUpdate, advance_front, ice_free_thickness
+from issm_emulator.progress import progress_bar
 from issm_emulator.solvers.base import STRESSBALANCE, TRANSIENT, SolverResult, vel
 from issm_emulator.state import ModelState
 
@@ -615,20 +619,3 @@ def run_transient(state: ModelState, velocity: VelocityFunction | BatchedVelocit
     """The transient of one model: :func:`run_transient_many` with one state."""
     return run_transient_many([state], velocity, pmesh=pmesh, solver_name=solver_name, error=error,
                               velocity_timing=velocity_timing, progress=progress, desc=desc)[0]
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, show: bool, desc: str) -> Any:
-    """A tqdm bar over ``total`` steps when ``show``, else an object whose ``update``/``close`` do nothing."""
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step")

@@ -11,7 +11,7 @@ and an exponential (or plateau) learning-rate schedule, and stops early when the
 improved for ``patience`` epochs. Files written (rank 0 only):
 
 * ``out`` (e.g. ``egcn.pt``): the best checkpoint on the validation split
-  (:func:`issm_emulator.nn.checkpoint.save_checkpoint`: weights, config, normalisers, manifest with
+  (:func:`issm_emulator.solvers.emulator.checkpoint.save_checkpoint`: weights, config, normalisers, manifest with
   feature names, units, training range of every forcing parameter, package version);
 * ``<out stem>.last.pt``: everything needed to resume (weights, optimiser, schedule, history, RNG states),
   written atomically after every epoch; ``train(..., resume=True)`` continues from it;
@@ -24,7 +24,7 @@ by default). Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is w
 training samples are sharded by a :class:`~torch.utils.data.distributed.DistributedSampler` and validation
 losses are summed over ranks::
 
-    torchrun --nproc_per_node 2 -m issm_emulator.nn.train --data ens/ --model egcn --mode step --out m.pt
+    torchrun --nproc_per_node 2 -m issm_emulator.learning --data ens/ --model egcn --mode step --out m.pt
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from issm_emulator.nn.checkpoint import atomic_torch_save, make_manifest, save_checkpoint
-from issm_emulator.nn.dataset import DatasetError, EnsembleDataset, collate, make_dataset
+from issm_emulator.learning.dataset import DatasetError, EnsembleDataset, collate, make_dataset
 from issm_emulator.nn.normalizer import Normalizer
+from issm_emulator.progress import progress_bar
+from issm_emulator.solvers.emulator.checkpoint import atomic_torch_save, make_manifest, save_checkpoint
 
 __all__ = ["decode_outputs", "fit_normalizers", "history_paths", "last_checkpoint_path", "loss_fn", "predict_batch",
            "train"]
@@ -153,37 +154,6 @@ def _batch_loss(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: Nor
     return loss_fn(model(batch, s, v), batch, out_norm, scalar_outputs)
 
 
-class _Progress:
-    """A rich progress bar over epochs (stderr), or nothing."""
-
-    def __init__(self, total: int, enabled: bool, description: str):
-        self.bar = None
-        if enabled and total > 0:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                console=Console(stderr=True))
-            self.task = self.bar.add_task(description, total=total, info="")
-            self.bar.start()
-
-    def update(self, completed: int, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=completed, info=info)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool, device: torch.device):
     prev = torch.are_deterministic_algorithms_enabled()
@@ -250,7 +220,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         (:class:`~torch.optim.lr_scheduler.ReduceLROnPlateau`, factor 0.5, patience ``max(1, patience//4)``)
         or ``'constant'``
     weight_decay, grad_clip : Adam weight decay; clip the gradient norm (None: no clipping)
-    parameters, moving_front, split_rule : passed to the datasets (:class:`~issm_emulator.nn.dataset.EnsembleDataset`)
+    parameters, moving_front, split_rule : passed to the datasets (:class:`~issm_emulator.learning.dataset.EnsembleDataset`)
     model_options : further network keywords (``vector_hidden``, ``cell_size``...)
     num_workers : DataLoader worker processes (0 keeps runs bit-reproducible and memory low)
     resume : continue from ``<stem>.last.pt`` when it exists (same configuration)
@@ -386,8 +356,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             "training": {**config, "best_epoch": epoch, "best_loss": loss, "watched": "validation" if has_val
                          else "train", "forcing_ranges": {k: list(v) for k, v in forcing_ranges.items()}}})
 
-    bar = _Progress(epochs, progress and rank == 0, f"train {arch}/{mode}")
-    bar.update(start_epoch - 1, "")
+    bar = progress_bar(epochs, progress and rank == 0, f"train {arch}/{mode}", unit="epoch",
+                       initial=start_epoch - 1)
     stale = int(history[-1]["epoch"]) - int(best["epoch"]) if history else 0
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -445,7 +415,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                     last_path)
                 if callback is not None:
                     callback(rec)
-            bar.update(epoch, f"loss {train_loss_v:.3e} val {val_loss:.3e} best {best['loss']:.3e} @ {best['epoch']}")
+            bar.set_postfix_str(f"loss {train_loss_v:.3e} val {val_loss:.3e} best {best['loss']:.3e} @ {best['epoch']}")
+            bar.update(1)
             if patience is not None and stale >= patience:
                 break
         if world > 1:
@@ -486,9 +457,3 @@ def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
     w.writerows(history)
     _atomic_text(csv_path, buf.getvalue())
     _atomic_text(json_path, json.dumps(history, indent=1))
-
-
-if __name__ == "__main__":  # python -m issm_emulator.nn.train ... (also under torchrun)
-    from issm_emulator.nn.cli import train_command
-
-    train_command()

@@ -2,7 +2,7 @@
 
 Both commands are plain :mod:`click` commands; :mod:`issm_emulator.cli` attaches them to the main group.
 ``train`` also runs under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node 2 -m
-issm_emulator.nn.train --data ... ``), one process per GPU (or CPU process with gloo).
+issm_emulator.learning --data ... ``), one process per GPU (or CPU process with gloo).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: 
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
-    from issm_emulator.nn.train import history_paths, train
+    from issm_emulator.learning.train import history_paths, train
 
     try:
         path = train(data, model=arch, mode=mode, out=out, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -73,7 +73,7 @@ def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: 
 def evaluate_command(checkpoint: Path, data: Path, split: str, out_dir: Path, device: str, times: str | None,
                      plot_times: str | None, no_plots: bool) -> None:
     """Evaluate a checkpoint on a split of an ensemble: RMSE and R per run and overall, plots."""
-    from issm_emulator.nn.evaluate import evaluate
+    from issm_emulator.learning.evaluate import evaluate
 
     def floats(text: str | None) -> list[float] | None:
         if text is None:

@@ -2,7 +2,7 @@
 
 Outputs of a run are numbered ``k = 1 .. T`` (the ensemble's ``time`` axis); ``k = 0`` is the initial state
 at ``start_time`` stored with the run (``vx0, thickness0, ...`` and the static fields, see
-:func:`issm_emulator.datasets.ensemble.initial_fields`).
+:func:`issm_emulator.datasets.member.initial_fields`).
 
 * :class:`DirectDataset` (the seed's method): one sample per ``(run, k)``, inputs = the initial state
   (``k = 0``), the forcing parameters and ``time = t_k - t_0`` (s); targets = ``vx, vy, thickness`` (and
@@ -98,7 +98,7 @@ class DatasetError(IssmEmulatorError, ValueError):
 
 def ensemble_path(data: str | os.PathLike) -> Path:
     """The ensemble NetCDF file: ``data`` itself, or ``data/ensemble.nc`` for a folder."""
-    from issm_emulator.datasets.ensemble import ENSEMBLE_FILE
+    from issm_emulator.datasets.layout import ENSEMBLE_FILE
 
     p = Path(data)
     if p.is_dir():
@@ -346,7 +346,7 @@ class EnsembleDataset(Dataset):
 
     def forcing_ranges(self) -> dict[str, tuple[float, float]]:
         """``{parameter: (min, max)}`` (SI) over the runs of this dataset, for the checkpoint manifest."""
-        from issm_emulator.nn.checkpoint import value_range
+        from issm_emulator.solvers.emulator.checkpoint import value_range
 
         per_run = [self.forcing(q) for q in self.run_positions]
         return {p: value_range([f[p] for f in per_run]) for p in self.spec.parameters}

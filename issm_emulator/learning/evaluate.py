@@ -3,11 +3,11 @@
 How the predictions are made:
 
 * **direct** checkpoints: every output time ``t_k`` of every run is predicted from the run's initial state
-  (the same inputs as in training, :class:`~issm_emulator.nn.dataset.DirectDataset`), so velocity and
+  (the same inputs as in training, :class:`~issm_emulator.learning.dataset.DirectDataset`), so velocity and
   thickness are evaluated;
 * **step** checkpoints, ``step_method='rollout'`` (the default when possible): the run's model is rebuilt
   from the ensemble's provenance (scenario, its keyword arguments and the run's parameter value) and
-  advanced by :func:`issm_emulator.nn.rollout.rollout_step_many` (network velocity + FE mass transport,
+  advanced by :func:`issm_emulator.solvers.emulator.step.rollout_step_many` (network velocity + FE mass transport,
   autoregressive: errors accumulate as in use), so velocity and thickness are evaluated;
   ``step_method='teacher-forced'`` (the fallback when the model cannot be rebuilt): the velocity of output
   ``k`` is predicted from the FE geometry of output ``k - 1`` (one-step error only, no thickness).
@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from issm_emulator.nn.checkpoint import Checkpoint, load_checkpoint
-from issm_emulator.nn.dataset import DirectDataset, StepDataset, collate
+from issm_emulator.learning.dataset import DirectDataset, StepDataset, collate
 from issm_emulator.physics import masks as _masks
 from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = ["VARIABLES", "EvaluationResult", "RunPrediction", "evaluate", "regression_metrics", "run_metrics"]
 
@@ -120,7 +120,7 @@ class EvaluationResult:
 
 # --------------------------------------------------------------------------------------------- predictions
 def _predict_dataset(ckpt: Checkpoint, dataset: Any, device: torch.device, batch_size: int) -> dict:
-    from issm_emulator.nn.train import predict_batch
+    from issm_emulator.learning.train import predict_batch
 
     model = ckpt.model.to(device).eval()
     in_norm, out_norm = ckpt.input_normalizer.to(device), ckpt.output_normalizer.to(device)
@@ -155,7 +155,7 @@ def _series(pm: P1Mesh, h: np.ndarray, phi: np.ndarray, ice: np.ndarray) -> tupl
 
 
 def _spec_from_attrs(ds: Any) -> Any:
-    from issm_emulator.datasets.ensemble import EnsembleSpec
+    from issm_emulator.datasets.spec import EnsembleSpec
 
     a = ds.attrs
 
@@ -175,7 +175,7 @@ def _rollout_states(dataset: Any) -> list[Any]:
     import contextlib
     import io
 
-    from issm_emulator.datasets.ensemble import _request_masks
+    from issm_emulator.datasets.member import request_masks
     from issm_emulator.issm.adapter import read_model
 
     spec = _spec_from_attrs(dataset.ds)
@@ -185,7 +185,7 @@ def _rollout_states(dataset: Any) -> list[Any]:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             md = spec.build_model(value)
-        _request_masks(md)
+        request_masks(md)
         md.transient.requested_outputs = list(md.transient.requested_outputs) + ["Thickness", "Vx", "Vy"]
         st = read_model(md, "Transient")
         ra = dataset.run_arrays(p)
@@ -204,7 +204,7 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
 
     Parameters
     ----------
-    checkpoint : checkpoint file or loaded :class:`~issm_emulator.nn.checkpoint.Checkpoint`
+    checkpoint : checkpoint file or loaded :class:`~issm_emulator.solvers.emulator.checkpoint.Checkpoint`
     data : ensemble folder or file
     split : ``'test'``, ``'validation'``, ``'train'`` or ``'all'``
     out_dir : output folder (created)
@@ -245,7 +245,7 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
         method = "teacher-forced"
         if step_method in ("auto", "rollout"):
             try:
-                from issm_emulator.nn.rollout import rollout_step_many
+                from issm_emulator.solvers.emulator.step import rollout_step_many
 
                 states = _rollout_states(dataset)
                 results = rollout_step_many(ckpt, states, device=dev, batch_size=batch_size)

@@ -4,13 +4,13 @@
 
 * ``mode='step'`` (default): the network gives the velocity of every time step; thickness, grounding line
   and front advance with the fem solver's mass transport, flotation and migration
-  (:func:`issm_emulator.nn.rollout.rollout_step_many`); mass is conserved to solver precision;
+  (:func:`issm_emulator.solvers.emulator.step.rollout_step_many`); mass is conserved to solver precision;
 * ``mode='direct'``: every output step is predicted from the initial state, the forcing and the time
-  (:func:`issm_emulator.nn.rollout.direct_transient_many`);
+  (:func:`issm_emulator.solvers.emulator.direct.direct_transient_many`);
 * ``StressbalanceSolution``: one forward pass of a step-mode network.
 
 ``checkpoint`` is a file path, the name of a bundled checkpoint (:mod:`issm_emulator.weights`) or a
-loaded :class:`~issm_emulator.nn.checkpoint.Checkpoint`; by default the bundled
+loaded :class:`~issm_emulator.solvers.emulator.checkpoint.Checkpoint`; by default the bundled
 ``weights/<arch>-<mode>-<scenario>.pt``. The checkpoint's manifest is checked against the model: a missing
 input refuses the solve, a forcing parameter outside the training range warns
 (:class:`~issm_emulator.errors.ExtrapolationWarning`).
@@ -43,7 +43,14 @@ class EmulatorSolver(Solver):
     checkpoint : path, bundled name or loaded Checkpoint; default the bundled weights of ``arch`` and mode
     batch_size : int, optional
         Most graphs per forward pass (ensemble members in step mode, output times in direct mode);
-        default all at once.
+        default by device and graph size (:class:`~issm_emulator.solvers.emulator.network.RuntimePolicy`,
+        ``ISSM_EMULATOR_BATCH_SIZE``).
+    threads : int, optional
+        Torch intra-op threads during the solve (restored afterwards); default by graph size on a CPU
+        (``ISSM_EMULATOR_THREADS``).
+    compile : bool, optional
+        Run the network through ``torch.compile`` (falls back to eager with a warning where it cannot);
+        default False (``ISSM_EMULATOR_COMPILE=1``).
     progress : bool, default False
         Show a progress bar.
     """
@@ -52,7 +59,7 @@ class EmulatorSolver(Solver):
     version: ClassVar[str] = "0.1"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     solutions: ClassVar[tuple[str, ...]] = (TRANSIENT, STRESSBALANCE)
-    _OPTIONS: ClassVar[tuple[str, ...]] = ("mode", "checkpoint", "batch_size", "progress")
+    _OPTIONS: ClassVar[tuple[str, ...]] = ("mode", "checkpoint", "batch_size", "threads", "compile", "progress")
 
     def __init__(self) -> None:
         if not self.arch:
@@ -72,12 +79,18 @@ class EmulatorSolver(Solver):
         bs = options.get("batch_size")
         if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
             raise UnsupportedOptionError(f"solver {self.name!r}: batch_size={bs!r}; expected a positive int")
+        th = options.get("threads")
+        if th is not None and (isinstance(th, bool) or not isinstance(th, int) or th < 1):
+            raise UnsupportedOptionError(f"solver {self.name!r}: threads={th!r}; expected a positive int")
+        if options.get("compile") is not None and not isinstance(options["compile"], bool):
+            raise UnsupportedOptionError(f"solver {self.name!r}: compile={options['compile']!r}; expected True "
+                                         "or False")
         if "progress" in options and not isinstance(options["progress"], bool):
             raise TypeError(f"solver {self.name!r} option 'progress' must be a bool, got "
                             f"{type(options['progress']).__name__}")
         ck = options.get("checkpoint")
         if ck is not None and not isinstance(ck, (str, os.PathLike)):
-            from issm_emulator.nn.checkpoint import Checkpoint
+            from issm_emulator.solvers.emulator.checkpoint import Checkpoint
 
             if not isinstance(ck, Checkpoint):
                 raise TypeError(f"solver {self.name!r}: checkpoint must be a path, a bundled checkpoint name or "
@@ -92,19 +105,19 @@ class EmulatorSolver(Solver):
         return weights.resolve(checkpoint)
 
     def load(self, mode: str, checkpoint: Any, device: Any) -> Any:
-        """The :class:`~issm_emulator.nn.checkpoint.Checkpoint` to run (loaded files are cached per device)."""
-        from issm_emulator.nn import rollout
-        from issm_emulator.nn.checkpoint import Checkpoint
+        """The :class:`~issm_emulator.solvers.emulator.checkpoint.Checkpoint` to run (loaded files are cached per device)."""
+        from issm_emulator.solvers.emulator.checkpoint import Checkpoint
+        from issm_emulator.solvers.emulator.network import load
 
         if isinstance(checkpoint, Checkpoint):
-            return rollout.load(checkpoint, device)
+            return load(checkpoint, device)
         path = self.checkpoint_path(mode, checkpoint).resolve()
         st = path.stat()
         key = (str(path), st.st_mtime_ns, st.st_size, str(device))
         with self._lock:
             ck = self._cache.get(key)
             if ck is None:
-                ck = rollout.load(path, device)
+                ck = load(path, device)
                 self._cache = {k: v for k, v in self._cache.items() if k[0] != str(path)}
                 self._cache[key] = ck
         return ck
@@ -121,7 +134,9 @@ class EmulatorSolver(Solver):
         The states must share ``mesh.x``, ``mesh.y`` and ``mesh.elements`` (checked by
         :func:`issm_emulator.solve_ensemble`; here the first state's mesh is used for the graph).
         """
-        from issm_emulator.nn import rollout
+        from issm_emulator.solvers.emulator.direct import direct_transient_many
+        from issm_emulator.solvers.emulator.network import torch_device
+        from issm_emulator.solvers.emulator.step import rollout_step_many, stressbalance_many
 
         self.check_options(options)
         if solution not in self.solutions:
@@ -130,17 +145,18 @@ class EmulatorSolver(Solver):
         if solution == STRESSBALANCE and mode != "step":
             raise UnsupportedOptionError(f"solver {self.name!r}: {STRESSBALANCE} uses a step-mode network (one "
                                          f"velocity from the current state); mode={mode!r} is not available")
-        dev = rollout.torch_device(device)
+        dev = torch_device(device)
         t0 = _time.perf_counter()
         ckpt = self.load(mode, options.get("checkpoint"), dev)
         kw: dict[str, Any] = {"device": dev, "batch_size": options.get("batch_size"), "arch": self.arch,
-                              "solver_name": self.name}
+                              "solver_name": self.name, "threads": options.get("threads"),
+                              "compile": options.get("compile")}
         if solution == STRESSBALANCE:
-            results = rollout.stressbalance_many(ckpt, list(states), **kw)
+            results = stressbalance_many(ckpt, list(states), **kw)
         elif mode == "step":
-            results = rollout.rollout_step_many(ckpt, list(states), progress=bool(options.get("progress")), **kw)
+            results = rollout_step_many(ckpt, list(states), progress=bool(options.get("progress")), **kw)
         else:
-            results = rollout.direct_transient_many(ckpt, list(states), progress=bool(options.get("progress")),
+            results = direct_transient_many(ckpt, list(states), progress=bool(options.get("progress")),
                                                     **kw)
         wall = _time.perf_counter() - t0
         source = str(ckpt.path) if ckpt.path is not None else "in-memory checkpoint"

@@ -1,0 +1,258 @@
+"""Reading and writing an ensemble's output folder: atomic writes, finished-run detection, failure records
+and the combination of the finished runs into ``ensemble.nc`` (layout: :mod:`issm_emulator.datasets.layout`).
+
+Every file is written to a temporary file in the same folder and renamed (:func:`atomic_write`,
+:func:`atomic_write_netcdf`), so readers see either the old file or the complete new one, and an
+interrupted generation (crash, Ctrl-C) loses only the runs in flight. A run file counts as finished
+(:func:`is_finished`) when it carries ``run_complete = 1`` and the fingerprint of the spec and value
+(``run_fingerprint``): a later generation with the same spec skips it, and a file whose fingerprint
+differs (other options, other value) is recomputed. :func:`read_failures` reads the failure records,
+:func:`combine_runs` writes the combined dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_name, utc_now
+from .spec import EnsembleError, EnsembleSpec, jsonable, parameter_attrs, scenario_label
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_netcdf",
+    "clean_stale_tmp",
+    "combine_runs",
+    "is_finished",
+    "read_failures",
+    "run_encoding",
+]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it and rename it to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_netcdf(ds: Any, path: str | os.PathLike, *, encoding: Mapping[str, Any] | None = None) -> Path:
+    """Write ``ds`` to ``path`` through a temporary file in the same folder and :func:`os.replace`.
+
+    Readers see either the old file or the complete new one; an error (or Ctrl-C) during the write leaves
+    no temporary file behind and the old file, if any, untouched.
+    """
+    return atomic_write(Path(path), lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
+
+
+def atomic_write_json(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as indented JSON to ``path``, atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str)))
+
+
+def clean_stale_tmp(folder: Path) -> None:
+    """Remove temporary files of writers that no longer run (a crash between write and rename)."""
+    for tmp in folder.glob(".*.tmp"):
+        parts = tmp.name.split(".")
+        try:
+            pid = int(parts[-3])
+        except (IndexError, ValueError):
+            continue
+        alive = True
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+        if not alive:
+            tmp.unlink(missing_ok=True)
+
+
+def is_finished(path: Path, fingerprint: str) -> bool:
+    """Whether ``path`` is a readable run file with ``run_complete = 1`` and this ``fingerprint``."""
+    if not path.is_file():
+        return False
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return int(ds.attrs.get("run_complete", 0)) == 1 and ds.attrs.get("run_fingerprint") == fingerprint
+    except Exception:  # noqa: BLE001 - unreadable file: not finished, it is recomputed
+        return False
+
+
+def run_encoding(ds: Any) -> dict[str, Any]:
+    """The NetCDF encoding of a run file: its floating-point variables compressed (zlib, level 1)."""
+    return {name: {"zlib": True, "complevel": 1} for name, var in ds.data_vars.items()
+            if np.issubdtype(var.dtype, np.floating)}
+
+
+def read_failures(out_dir: str | os.PathLike, spec: EnsembleSpec | None = None) -> list[dict[str, Any]]:
+    """The failure records in ``out_dir/runs`` (those of ``spec``'s current values when given)."""
+    runs_dir = Path(out_dir) / RUNS_DIR
+    records = []
+    for p in sorted(runs_dir.glob("run-*.failed.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if spec is not None:
+            idx = int(rec.get("index", -1))
+            if not (0 <= idx < len(spec.values)) or rec.get("fingerprint") != spec.fingerprint(spec.values[idx]):
+                continue
+        records.append(rec)
+    return records
+
+
+def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
+    """Combine the finished run files of ``spec`` in ``out_dir/runs`` into ``out_dir/ensemble.nc``.
+
+    Run files are read one at a time and written into the combined file run by run, so memory stays at one
+    run. Runs with other output times get NaN at the times they lack.
+
+    Raises
+    ------
+    EnsembleError
+        No finished run, or runs on different meshes.
+    """
+    import netCDF4
+    import xarray as xr
+
+    from issm_emulator._version import __version__
+
+    out = Path(out_dir)
+    runs_dir = out / RUNS_DIR
+    finished: list[tuple[int, Any, Path]] = []
+    for index, value in enumerate(spec.values):
+        path = runs_dir / run_file_name(index, spec.parameter, value)
+        if is_finished(path, spec.fingerprint(value)):
+            finished.append((index, value, path))
+    failures = read_failures(out, spec)
+    if not finished:
+        detail = "; ".join(f"run {f['index']} ({spec.parameter} = {f['value']}): {f['error_type']}: "
+                           f"{f['message'][:200]}" for f in failures[:5])
+        raise EnsembleError(f"ensemble {spec.name!r}: no run finished in {runs_dir}" +
+                            (f"; failures: {detail}" if detail else ""))
+
+    # pass 1: metadata (times, variables, mesh) without loading the fields
+    times: list[np.ndarray] = []
+    variables: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+    first = None
+    yts = None
+    solver_versions = set()
+    for index, value, path in finished:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            if first is None:
+                first = xr.Dataset({"elements": ds["elements"].load()},
+                                   coords={"x": ds["x"].load(), "y": ds["y"].load()})
+                yts = ds.attrs.get("issm_yts")
+                time_attrs = dict(ds["time"].attrs)
+            else:
+                for name in ("x", "y"):
+                    if not np.array_equal(ds[name].values, first[name].values):
+                        raise EnsembleError(f"run file {path.name} has another mesh ({name} differs) than run "
+                                            f"{finished[0][0]}; an ensemble needs one mesh")
+                if not np.array_equal(ds["elements"].values, first["elements"].values):
+                    raise EnsembleError(f"run file {path.name} has other elements than run {finished[0][0]}; "
+                                        "an ensemble needs one mesh")
+            times.append(np.asarray(ds["time"].values, dtype=np.float64))
+            for name, var in ds.data_vars.items():
+                if name != "elements" and name not in variables:
+                    variables[name] = (var.dims, dict(var.attrs))
+            solver_versions.add(str(ds.attrs.get("solver_version", "")))
+    assert first is not None
+    all_times = np.unique(np.concatenate(times))
+    nrun, nt = len(finished), all_times.size
+
+    values = [v for _, v, _ in finished]
+    param_values = np.array(values, dtype=np.float64 if spec.units is not None else object)
+    skeleton = xr.Dataset(
+        {"elements": first["elements"]},
+        coords={
+            "run": ("run", np.array([i for i, _, _ in finished], dtype=np.int64),
+                    {"long_name": "index of the run in the ensemble specification"}),
+            spec.parameter: ("run", param_values, parameter_attrs(spec)),
+            "time": ("time", all_times, time_attrs),
+            "x": first["x"],
+            "y": first["y"],
+        },
+    )
+    failed_short = [{k: f.get(k) for k in ("index", "value", "error_type", "message")} for f in failures]
+    skeleton.attrs = {
+        "Conventions": "CF-1.8",
+        "title": f"ensemble {spec.name}: {spec.parameter} sweep of scenario {scenario_label(spec.scenario)}",
+        "source": f"issm-emulator {__version__}",
+        "ensemble": spec.name,
+        "scenario": scenario_label(spec.scenario),
+        "parameter": spec.parameter,
+        "parameter_units": spec.units or "",
+        "solver": spec.solver_name,
+        "solver_version": ",".join(sorted(v for v in solver_versions if v)),
+        "solver_options": json.dumps(jsonable(spec.solver_options), sort_keys=True),
+        "scenario_kwargs": json.dumps(spec.provenance()["scenario_kwargs"], sort_keys=True),
+        "years": json.dumps(jsonable(spec.years)),
+        "time_step": json.dumps(jsonable(spec.time_step)),
+        "output_frequency": json.dumps(spec.output_frequency),
+        "issm_yts": float(yts) if yts is not None else 365.0 * 24 * 3600,
+        "created": utc_now(),
+        "split_rule": spec.split_rule or "",
+        "runs_requested": len(spec.values),
+        "runs_finished": nrun,
+        "failed_runs": json.dumps(failed_short, default=str),
+        "comment": "units use the model's year of issm_yts seconds; elements are 1-based (md.mesh.elements)",
+    }
+    coord_names = f"{spec.parameter} x y"
+
+    def write(tmp: Path) -> None:
+        skeleton.to_netcdf(tmp, engine="netcdf4")
+        with netCDF4.Dataset(tmp, "a") as nc:
+            nc.set_auto_mask(False)
+            ncvars = {}
+            for name, (dims, attrs) in variables.items():
+                full_dims = ("run",) + tuple(dims)
+                shape = [nrun] + [nt if d == "time" else nc.dimensions[d].size for d in dims]
+                v = nc.createVariable(name, "f8", full_dims, zlib=True, complevel=1, fill_value=np.nan,
+                                      chunksizes=[1] + shape[1:])
+                v.setncatts({k: (json.dumps(a) if isinstance(a, (dict, list)) else a)
+                             for k, a in attrs.items() if k not in ("_FillValue", "coordinates")})
+                v.coordinates = coord_names if "vertex" in dims else spec.parameter
+                ncvars[name] = (v, dims)
+            for k, (index, value, path) in enumerate(finished):
+                with xr.open_dataset(path, engine="netcdf4") as ds:
+                    pos = np.searchsorted(all_times, ds["time"].values)
+                    for name, (v, dims) in ncvars.items():
+                        if name not in ds:
+                            continue
+                        arr = np.asarray(ds[name].values, dtype=np.float64)
+                        if np.array_equal(pos, np.arange(nt)):
+                            v[k, ...] = arr
+                        else:
+                            block = np.full((nt,) + arr.shape[1:], np.nan)
+                            block[pos] = arr
+                            v[k, ...] = block
+
+    path = atomic_write(out / ENSEMBLE_FILE, write)
+    if failures:
+        warnings.warn(f"ensemble {spec.name!r}: {len(failures)} of {len(spec.values)} runs failed (see "
+                      f"{runs_dir}/*.failed.json): " + "; ".join(
+                          f"run {f['index']}: {f['error_type'].rsplit('.', 1)[-1]}: {f['message'][:120]}"
+                          for f in failures[:3]), RuntimeWarning, stacklevel=2)
+    return path

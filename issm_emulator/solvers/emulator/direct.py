@@ -1,0 +1,189 @@
+"""Direct mode (the seed paper's method): the network maps the initial state, the forcing parameters and
+the elapsed time ``t - t_0`` to ``vx, vy, H`` (and the ice level set when the front moves) at time ``t``.
+
+Only the requested output steps are evaluated, several graphs per forward pass (copies of the mesh graph
+in one :class:`torch_geometric.data.Batch`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from issm_emulator.physics import masks, masstransport, melt
+from issm_emulator.physics.levelset import ice_free_thickness
+from issm_emulator.progress import progress_bar
+from issm_emulator.solvers.base import TRANSIENT, SolverResult, vel
+from issm_emulator.solvers.emulator.checkpoint import Checkpoint
+from issm_emulator.solvers.emulator.inputs import check_state, impose_dirichlet
+from issm_emulator.solvers.emulator.network import (
+    FORWARD_PASSES_PER_SOLVE,
+    BoundNetwork,
+    RuntimePolicy,
+    check_finite,
+    diverged,
+    load,
+    member_label,
+)
+from issm_emulator.solvers.transient import (
+    RequestedOutputs,
+    StepForcing,
+    TransientFields,
+    assemble_outputs,
+    has_floating_melt,
+    migration_step,
+    transient_schedule,
+)
+from issm_emulator.state import ModelState
+
+__all__ = ["direct_transient_many", "rollout_direct"]
+
+
+@dataclass
+class _DirectItem:
+    member: int
+    k: int
+    t: float
+
+
+def _direct_inputs(net: BoundNetwork, state: ModelState, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    interp = bool(state.timestepping.interp_forcing)
+    g = state.geometry
+    smb = np.broadcast_to(np.asarray(state.smb.at(t, interp), float), (state.numberofvertices,))
+    fmb = melt.floating_melt_rate(state, t, base=np.asarray(g.base, float)) if has_floating_melt(state) else None
+    arrays = net.arrays(state, thickness=g.thickness, surface=g.surface, base=g.base, bed=g.bed,
+                        ocean_levelset=state.masks.ocean_levelset, ice_levelset=state.masks.ice_levelset,
+                        vx=state.vx, vy=state.vy, smb=smb, melt_rate=fmb,
+                        elapsed=t - state.timestepping.start_time)
+    return net.inputs(arrays)
+
+
+def _direct_predict(net: BoundNetwork, states: Sequence[ModelState], items: list[_DirectItem],
+                    on_done: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
+    """Predictions for (member, time) items, ``batch_size`` graphs per forward pass, inputs built lazily."""
+    size = net.graphs_per_pass(len(items))
+    out: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(items), size):
+        chunk = items[start:start + size]
+        tensors = [_direct_inputs(net, states[it.member], it.t) for it in chunk]
+        preds = net.predict(tensors, size=len(chunk))
+        for it, p in zip(chunk, preds):
+            check_finite(p, it.k, it.t, states[it.member].yts, member_label(len(states), it.member))
+        out.extend(preds)
+        if on_done is not None:
+            on_done(len(chunk))
+    return out
+
+
+def rollout_direct(checkpoint: Checkpoint | str | os.PathLike, state: ModelState, times: Sequence[float], *,
+                   device: Any = "cpu", batch_size: int | None = None, arch: str | None = None,
+                   threads: int | None = None, compile: bool | None = None) -> list[dict[str, Any]]:
+    """Direct-mode predictions at ``times`` (s, model time) from the initial state.
+
+    Returns one dict per time: ``'time'`` (s), ``'vx'``, ``'vy'`` (m/s), ``'thickness'`` (m) and, for
+    networks that predict it, ``'ice_levelset'``; all ``(nv,)`` float64. ``batch_size`` times go through
+    the network per forward pass (default: all). Raises :class:`EmulatorDivergedError` naming the index
+    (1-based) of the first time whose prediction is not finite.
+    """
+    ckpt = load(checkpoint, device)
+    times = [float(t) for t in np.atleast_1d(np.asarray(times, float))]
+    check_state(ckpt, state, "direct", arch=arch, times=times)
+    net = BoundNetwork(ckpt, state, device, policy=RuntimePolicy(batch_size, threads, compile))
+    items = [_DirectItem(0, k, t) for k, t in enumerate(times, start=1)]
+    preds = _direct_predict(net, [state], items)
+    return [{"time": it.t, **p} for it, p in zip(items, preds)]
+
+
+def _direct_step(state: ModelState, outputs: RequestedOutputs, k: int, t: float, pred: dict[str, np.ndarray],
+                 label: int | None) -> dict[str, Any]:
+    """One output step of the direct mode from the network's prediction at ``t``."""
+    flags = state.transient
+    mat = state.materials
+    mt = state.masstransport
+    e = outputs.pmesh.elements
+    interp = bool(state.timestepping.interp_forcing)
+    f = TransientFields.initial(state, e)
+    out: dict[str, Any] = {"step": k, "time": t}
+    if flags.isstressbalance:
+        f.vx, f.vy = impose_dirichlet(state, pred["vx"], pred["vy"])
+    if flags.ismovingfront and "ice_levelset" in pred:
+        f.ice_levelset = pred["ice_levelset"]
+        f.ice_elements = masks.ice_elements(e, f.ice_levelset)
+    if flags.ismasstransport:
+        H = np.maximum(pred["thickness"], mt.min_thickness)
+        spc = np.asarray(mt.spcthickness.at(t, interp), float)
+        H = np.where(np.isnan(spc), H, spc)
+        if flags.ismovingfront:
+            H = ice_free_thickness(H, f.ice_levelset, e, mt.min_thickness)
+        f.base, f.surface = masstransport.update_geometry(
+            H, base=f.base, surface=f.surface, ocean_levelset=f.ocean_levelset, rho_ice=mat.rho_ice,
+            rho_water=mat.rho_water, sealevel=state.sealevel, bed=f.bed,
+            isgroundingline=bool(flags.isgroundingline), hydrostatic_adjustment=mt.hydrostatic_adjustment,
+            old_thickness=f.thickness)
+        f.thickness = H
+    if flags.isstressbalance:
+        out.update(Vx=f.vx.copy(), Vy=f.vy.copy(), Vel=vel(f.vx, f.vy),
+                   Pressure=mat.rho_ice * state.g * f.thickness,
+                   StressbalanceConvergenceNumSteps=FORWARD_PASSES_PER_SOLVE)
+        out.update(outputs.stresses(f.vx, f.vy))
+    if flags.ismasstransport:
+        out.update(Thickness=f.thickness.copy(), Surface=f.surface.copy(), Base=f.base.copy())
+    if flags.isgroundingline:
+        f = migration_step(state, e, f)
+        out.update(Surface=f.surface.copy(), Base=f.base.copy(), MaskOceanLevelset=f.ocean_levelset.copy())
+    if flags.ismovingfront:
+        out["MaskIceLevelset"] = np.array(f.ice_levelset, dtype=float)
+    for name, arr in (("Thickness", f.thickness), ("Surface", f.surface), ("Base", f.base)):
+        if not np.all(np.isfinite(arr)):
+            raise diverged(name, k, t, state.yts, label)
+    smb = np.broadcast_to(np.asarray(state.smb.at(t, interp), float), f.thickness.shape)
+    fmb = melt.floating_melt_rate(state, t, base=f.base, bed=f.bed) if has_floating_melt(state) \
+        else np.zeros_like(f.thickness)
+    forcing = StepForcing(smb=smb, floatingice_melt=fmb, groundedice_melt=melt.grounded_melt_rate(state, t))
+    return assemble_outputs(outputs, out, f, forcing)
+
+
+def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], *,
+                          device: Any = "cpu", batch_size: int | None = None, arch: str | None = None,
+                          progress: bool = False, solver_name: str = "emulator", threads: int | None = None,
+                          compile: bool | None = None) -> list[SolverResult]:
+    """Direct-mode transients: the fem solver's output steps, each predicted from the initial state.
+
+    Only output steps are evaluated (every ``output_frequency`` steps, the first and the last, at the fem
+    solver's step times). Thickness is floored at ``min_thickness`` and ``spcthickness`` imposed; base and
+    surface follow from flotation (:func:`~issm_emulator.physics.masstransport.update_geometry` from the
+    initial geometry) and grounding-line migration. Returns one :class:`SolverResult` per state.
+    """
+    if not states:
+        return []
+    ckpt = load(checkpoint, device)
+    net = BoundNetwork(ckpt, states[0], device, policy=RuntimePolicy(batch_size, threads, compile))
+    items: list[_DirectItem] = []
+    outputs = []
+    nsteps = []
+    for m, st in enumerate(states):
+        schedule = transient_schedule(st)
+        nsteps.append(len(schedule))
+        chosen = [(s.step, s.time) for s in schedule if s.output]
+        check_state(ckpt, st, "direct", arch=arch, times=[t for _, t in chosen] or None)
+        items.extend(_DirectItem(m, k, t) for k, t in chosen)
+        outputs.append(RequestedOutputs(st, net.pmesh, solver_name))
+    bar = progress_bar(len(items), progress, f"{solver_name} direct rollout")
+    preds = _direct_predict(net, states, items, on_done=bar.update)
+    bar.close()
+    per_member: list[list[dict[str, Any]]] = [[] for _ in states]
+    for it, p in zip(items, preds):
+        st = states[it.member]
+        per_member[it.member].append(_direct_step(st, outputs[it.member], it.k, it.t, p,
+                                                  member_label(len(states), it.member)))
+    results = []
+    for m in range(len(states)):
+        info = {"mode": "direct", "nsteps": nsteps[m], "outputs": len(per_member[m]), **net.runtime_info(),
+                "ensemble_size": len(states)}
+        results.append(SolverResult(TRANSIENT, per_member[m], info))
+    return results
