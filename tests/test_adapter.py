@@ -535,3 +535,38 @@ def test_linear_deepwater_series_not_increasing(md):
     with pytest.raises(ModelInputError, match=r"^md\.basalforcings\.deepwater_melting_rate: .*increasing"):
         read_model(md)
     assert_same(before, snapshot(md))
+
+
+def test_issm_package_imports_only_lower_layers():
+    """``issm_emulator.issm`` (reading md, ISSM formats and helpers) sits below the solvers' front ends: it
+    imports only these packages of issm_emulator, never the root package (``__init__``)."""
+    import ast
+    from pathlib import Path
+
+    import issm_emulator.issm
+
+    allowed = ("errors", "state", "units", "graph", "progress", "_version", "physics", "solvers", "issm")
+    for path in Path(issm_emulator.issm.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = (node.module or "").split(".") if node.level == 2 else ["issm"]
+                names = [parts[0]] if parts[0] else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("issm_emulator"):
+                tail = node.module.split(".")[1:]
+                names = tail[:1] if tail else [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[1] if "." in a.name else "" for a in node.names
+                         if a.name.startswith("issm_emulator")]
+            else:
+                continue
+            bad = [n for n in names if n not in allowed]
+            assert not bad, f"{path.name}:{node.lineno} imports issm_emulator {bad}"
+
+
+def test_read_model_and_global_value_importable_from_adapter():
+    import issm_emulator
+    from issm_emulator.issm import adapter
+
+    assert issm_emulator.read_model is adapter.read_model
+    for name in adapter.__all__:
+        assert getattr(adapter, name) is not None

@@ -13,7 +13,7 @@ import pytest
 from issm_emulator.errors import ModelInputError
 from issm_emulator.issm.adapter import read_model
 from issm_emulator.issm.formats import write_exp
-from issm_emulator.issm.setup import mesh_profile_intersection
+from issm_emulator.issm.interpolation import mesh_profile_intersection
 from issm_emulator.physics.diagnostics import mass_flux
 from issm_emulator.physics.fe import P1Mesh
 from tests.modelfactory import make_square_shelf_md, square_mesh

@@ -417,10 +417,10 @@ def _fake_transient(calls):
 def test_mismip_plus_spinup_caches_atomically(tmp_path, monkeypatch):
     import xarray as xr
 
-    import issm_emulator
+    import issm_emulator.api
 
     calls: list = []
-    monkeypatch.setattr(issm_emulator, "solve", _fake_transient(calls), raising=False)
+    monkeypatch.setattr(issm_emulator.api, "solve", _fake_transient(calls))
     with pytest.warns(RuntimeWarning, match="steady state"):  # grounded area grew 1e9 -> 3e9 m^2
         md = mismip_plus_spinup(20e3, years=3, time_step=1, cache_dir=tmp_path)
     assert calls == [("Transient", "fem")]
@@ -441,9 +441,9 @@ def test_mismip_plus_spinup_caches_atomically(tmp_path, monkeypatch):
 def test_mismip_plus_spinup_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import xarray as xr
 
-    import issm_emulator
+    import issm_emulator.api
 
-    monkeypatch.setattr(issm_emulator, "solve", _fake_transient([]), raising=False)
+    monkeypatch.setattr(issm_emulator.api, "solve", _fake_transient([]))
 
     def broken(self, path, *args, **kwargs):
         Path(path).write_bytes(b"partial")

@@ -9,6 +9,7 @@ import pytest
 from issm_emulator.errors import ModelInputError
 from issm_emulator.issm import setup as S
 from issm_emulator.issm.formats import read_arch
+from issm_emulator.issm.interpolation import interp_from_mesh_to_mesh2d
 from issm_emulator.scenarios.square import new_model, square_front, square_outline, square_shelf_region
 
 
@@ -172,17 +173,88 @@ def test_interpolation_linear_exact_and_outside():
     f = 3.0 + 2e-6 * x - 5e-6 * y
     rng = np.random.default_rng(1)
     xq, yq = rng.uniform(0, 1e6, 200), rng.uniform(0, 1e6, 200)
-    v = S.interp_from_mesh_to_mesh2d(el, x, y, f, xq, yq)
+    v = interp_from_mesh_to_mesh2d(el, x, y, f, xq, yq)
     assert np.allclose(v, 3.0 + 2e-6 * xq - 5e-6 * yq, rtol=0, atol=1e-12)
-    two = S.interp_from_mesh_to_mesh2d(el, x, y, np.column_stack([f, 2 * f]), xq, yq)
+    two = interp_from_mesh_to_mesh2d(el, x, y, np.column_stack([f, 2 * f]), xq, yq)
     assert two.shape == (200, 2) and np.allclose(two[:, 1], 2 * v)
     # outside: value at the projection on the nearest boundary edge
-    out = S.interp_from_mesh_to_mesh2d(el, x, y, f, np.array([-5e5, 3e5]), np.array([2e5, 1.7e6]))
+    out = interp_from_mesh_to_mesh2d(el, x, y, f, np.array([-5e5, 3e5]), np.array([2e5, 1.7e6]))
     assert np.allclose(out, [3.0 - 5e-6 * 2e5, 3.0 + 2e-6 * 3e5 - 5.0], atol=1e-12)
 
 
 def test_interpolation_identical_mesh(shared_data_dir):
     a = read_arch(shared_data_dir / "SquareShelf.arch")
     md = _square(50000)
-    v = S.interp_from_mesh_to_mesh2d(a["index"], a["x"], a["y"], a["vx"][:, 0], md.mesh.x, md.mesh.y)
+    v = interp_from_mesh_to_mesh2d(a["index"], a["x"], a["y"], a["vx"][:, 0], md.mesh.x, md.mesh.y)
     assert np.array_equal(v, a["vx"][:, 0])
+
+
+def test_paterson_is_pyissms():
+    import warnings
+
+    from pyissm.tools.materials import paterson as pyissm_paterson
+
+    t = np.concatenate([np.linspace(0.0, 320.0, 64001), 273.15 + np.array([-50, -45, -40, -35, -30, -25, -20,
+                                                                              -15, -10, -5, -2, 0.0])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ref = pyissm_paterson(t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pyISSM's DeprecationWarning does not leak
+        assert np.array_equal(S.paterson(t), ref)
+        assert isinstance(S.paterson(253.0), float)
+    with pytest.raises(ValueError, match="Kelvin"):  # pyISSM would return B = 0
+        S.paterson(np.array([253.0, np.nan]))
+
+
+def test_bc_helpers_are_pyissms_without_front():
+    import copy
+    import warnings
+
+    from pyissm.model import bc
+
+    for name, floating in (("set_ice_shelf_bc", "all"), ("set_ice_sheet_bc", ""),
+                           ("set_marine_ice_sheet_bc", square_shelf_region())):
+        md = _square(50000)
+        S.set_mask(md, floating, "")
+        md.initialization.temperature = 253.0 * np.ones(md.mesh.numberofvertices)
+        ref = copy.deepcopy(md)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            getattr(bc, name)(ref)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pyISSM's notes are silenced
+            getattr(S, name)(md)
+        for section, field in (("stressbalance", "spcvx"), ("stressbalance", "spcvy"), ("mask", "ice_levelset"),
+                               ("smb", "mass_balance"), ("basalforcings", "floatingice_melting_rate"),
+                               ("basalforcings", "geothermalflux"), ("masstransport", "spcthickness")):
+            a, b = getattr(getattr(md, section), field), getattr(getattr(ref, section), field)
+            assert np.array_equal(a, b, equal_nan=True), (name, section, field)
+
+
+def test_marine_bc_with_front_file(shared_data_dir):
+    md = _square(50000)
+    S.set_mask(md, square_shelf_region(), "")
+    nv = md.mesh.numberofvertices
+    md.initialization.temperature = 253.0 * np.ones(nv)
+    obs = np.linspace(1.0, 2.0, nv)[:, None]
+    md.inversion.vx_obs, md.inversion.vy_obs = obs, -obs
+    S.set_marine_ice_sheet_bc(md, shared_data_dir / "exp" / "SquareFront.exp")
+    front = md.mask.ice_levelset == 0
+    assert front.sum() == 17 and np.all(md.mesh.y[front] == 1e6)  # the file's front only, not the guessed one
+    d = ~np.isnan(md.stressbalance.spcvx)
+    assert d.sum() == 49 and np.array_equal(md.stressbalance.spcvx[d], obs[d, 0])
+    assert md.inversion.vx_obs.shape == (nv, 1)  # put back as given
+    onb = md.mesh.vertexonboundary.astype(bool)
+    assert np.array_equal(md.hydrology.spcwatercolumn[:, 0], onb.astype(float))
+    grounded = md.mask.ocean_levelset > 0
+    assert np.all(md.basalforcings.geothermalflux[grounded] == 50e-3)
+    assert np.all(md.basalforcings.geothermalflux[~grounded] == 0)
+
+
+def test_marine_bc_warns_without_dirichlet():
+    md = _square(150000)
+    S.set_mask(md, "all", "")
+    with pytest.warns(UserWarning, match="ice front all around") as rec:
+        S.set_marine_ice_sheet_bc(md)
+    assert len(rec) == 1 and np.all(np.isnan(md.stressbalance.spcvx))

@@ -1,5 +1,10 @@
 """Readers and writers for ISSM's file formats: ``.arch`` archives and ``.exp`` (Argus) outlines.
 
+Parsing is pyISSM's (``pyissm.tools.exp.exp_read`` / ``exp_write``, ``pyissm.tools.archive``; pure Python,
+no compiled ISSM needed): the functions here adapt it to plain dicts of numpy arrays and to
+:class:`ExpFormatError` / :class:`ArchiveFormatError`. :func:`write_arch` is ours: pyISSM has no archive
+writer.
+
 ``.arch`` (ISSM ``archwrite``/``archread``): a flat sequence of big-endian record pairs, a name record
 ``[int32 8+len][int32 1][int32 len][ascii name]`` followed by a data record, either a scalar
 ``[int32 12][int32 2][float64]`` or a matrix ``[int32 12+8rc][int32 3][int32 r][int32 c][r*c float64]``
@@ -35,7 +40,7 @@ class ExpFormatError(IssmEmulatorError, ValueError):
 
 
 def read_arch(path: str | os.PathLike) -> dict[str, float | np.ndarray]:
-    """Read every record of an ISSM ``.arch`` file.
+    """Read every record of an ISSM ``.arch`` file (with pyISSM's record reader).
 
     Parameters
     ----------
@@ -48,35 +53,34 @@ def read_arch(path: str | os.PathLike) -> dict[str, float | np.ndarray]:
         Record name -> ``float`` (type-2 scalar records) or a 2-D ``float64`` array of shape
         ``(rows, cols)`` (type-3 matrix records; ISSM stores vectors as ``(n, 1)`` columns and
         connectivity ``index`` arrays as 1-based floats). Order of the file is kept.
+
+    Raises
+    ------
+    ArchiveFormatError
+        The file is truncated or holds a record ISSM does not write.
     """
-    data = Path(path).read_bytes()
+    # pyISSM's public arch_read(filename, fieldname) rescans the file for one named field; _read_field, the
+    # reader behind it, returns the records in order (None where a record is cut short)
+    from pyissm.tools.archive import _read_field
+
+    size = os.path.getsize(path)
     out: dict[str, float | np.ndarray] = {}
-    pos, n = 0, len(data)
-
-    def take(nbytes: int, what: str) -> bytes:
-        nonlocal pos
-        if pos + nbytes > n:
-            raise ArchiveFormatError(f"{path}: truncated while reading {what} at byte {pos}")
-        chunk = data[pos:pos + nbytes]
-        pos += nbytes
-        return chunk
-
-    while pos < n:
-        _, kind, length = struct.unpack(">iii", take(12, "a name record header"))
-        if kind != _STRING or length < 0:
-            raise ArchiveFormatError(f"{path}: expected a name record (type 1) at byte {pos - 12}, got type {kind}")
-        name = take(length, "a record name").decode("ascii")
-        _, code = struct.unpack(">ii", take(8, f"the data header of {name!r}"))
-        if code == _SCALAR:
-            out[name] = struct.unpack(">d", take(8, f"scalar {name!r}"))[0]
-        elif code == _MATRIX:
-            rows, cols = struct.unpack(">ii", take(8, f"the shape of {name!r}"))
-            if rows < 0 or cols < 0:
-                raise ArchiveFormatError(f"{path}: record {name!r} has negative shape {rows}x{cols}")
-            buf = take(8 * rows * cols, f"matrix {name!r}")
-            out[name] = np.frombuffer(buf, ">f8").reshape(cols, rows).T.astype(np.float64)
-        else:
-            raise ArchiveFormatError(f"{path}: record {name!r} has unknown data type {code} (expected 2 or 3)")
+    with open(path, "rb") as fid:
+        while (pos := fid.tell()) < size:
+            try:
+                record = _read_field(fid)
+            except TypeError as exc:  # pyISSM: "Unsupported data type: <code>"
+                code = str(exc).rsplit(" ", 1)[-1]
+                raise ArchiveFormatError(f"{path}: the record at byte {pos} has unknown data type {code} "
+                                         "(expected 2 or 3)") from None
+            except ValueError as exc:  # not a name record, or a matrix cut short by the end of the file
+                if fid.tell() < size:
+                    raise ArchiveFormatError(f"{path}: no ISSM archive record at byte {pos} ({exc})") \
+                        from None
+                record = None
+            if record is None:
+                raise ArchiveFormatError(f"{path}: truncated while reading the record at byte {pos}")
+            out[record["field_name"]] = record["data"]
     return out
 
 
@@ -86,6 +90,7 @@ def write_arch(path: str | os.PathLike, records: Mapping[str, float | np.ndarray
     Python/numpy scalars (and 0-d arrays) become type-2 scalar records; 1-D arrays are written as
     ``(n, 1)`` columns, 2-D arrays as they are (column-major on disk).
     """
+    # ours: pyISSM (pyissm.tools.archive) reads archives but has no writer
     chunks: list[bytes] = []
     for name, value in records.items():
         bname = str(name).encode("ascii")
@@ -105,7 +110,7 @@ def write_arch(path: str | os.PathLike, records: Mapping[str, float | np.ndarray
 
 
 def read_exp(path: str | os.PathLike) -> list[dict]:
-    """Read an Argus ``.exp`` outline file.
+    """Read an Argus ``.exp`` outline file (with pyISSM's ``exp_read``).
 
     Returns
     -------
@@ -113,71 +118,59 @@ def read_exp(path: str | os.PathLike) -> list[dict]:
         One dict per contour: ``name`` (str), ``x``, ``y`` (float64 arrays, all points as stored, the
         closing point included), ``closed`` (bool: last point equals first) and ``density`` (the
         ``Value`` column of the header).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ExpFormatError
+        The file does not follow the Argus layout (lines that are not part of it are skipped).
     """
-    lines = Path(path).read_text().splitlines()
-    contours: list[dict] = []
-    i, n = 0, len(lines)
-    name = ""
-    while i < n:
-        line = lines[i].strip()
-        i += 1
-        if not line:
-            continue
+    from pyissm.tools.exp import exp_read
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{os.fspath(path)!r}: no such .exp file")
+    try:
+        contours = exp_read(os.fspath(path))
+    except StopIteration:  # pyISSM reads a contour's count and points with next(file)
+        raise _file_ends_early(path) from None
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise ExpFormatError(f"{path}: not an Argus .exp file ({type(exc).__name__}: {exc})") from None
+    return [{"name": c["name"], "x": np.asarray(c["x"], dtype=np.float64),
+             "y": np.asarray(c["y"], dtype=np.float64), "closed": bool(c.get("closed", False)),
+             "density": float(c.get("density", 1.0))} for c in contours]
+
+
+def _file_ends_early(path: str | os.PathLike) -> ExpFormatError:
+    """The error for an ``.exp`` file whose last contour is cut short, naming the contour and its count."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    name, count = "", None
+    for i, line in enumerate(lines):
         if line.startswith("## Name:"):
             name = line[len("## Name:"):].strip()
-            continue
-        if line.startswith("#"):
-            if line.lstrip("#").split()[:1] == ["Points"]:
-                # next non-empty line: <count> <value>
-                while i < n and not lines[i].strip():
-                    i += 1
-                if i >= n:
-                    raise ExpFormatError(f"{path}: missing point count after line {i}")
-                tokens = lines[i].split()
-                i += 1
-                try:
-                    count = int(float(tokens[0]))
-                    density = float(tokens[1]) if len(tokens) > 1 else 1.0
-                except (ValueError, IndexError) as exc:
-                    raise ExpFormatError(f"{path}: bad 'count value' line {i}: {lines[i - 1]!r}") from exc
-                # skip the '# X pos Y pos' header
-                while i < n and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
-                    i += 1
-                coords = []
-                for _ in range(count):
-                    if i >= n:
-                        raise ExpFormatError(f"{path}: contour {name!r} announces {count} points, file ends early")
-                    tok = lines[i].split()
-                    i += 1
-                    try:
-                        coords.append((float(tok[0]), float(tok[1])))
-                    except (ValueError, IndexError) as exc:
-                        raise ExpFormatError(f"{path}: bad coordinate line {i}: {lines[i - 1]!r}") from exc
-                xy = np.array(coords, dtype=np.float64).reshape(-1, 2)
-                closed = bool(count > 1 and xy[0, 0] == xy[-1, 0] and xy[0, 1] == xy[-1, 1])
-                contours.append({"name": name, "x": xy[:, 0].copy(), "y": xy[:, 1].copy(),
-                                 "closed": closed, "density": density})
-                name = ""
-            continue
-        raise ExpFormatError(f"{path}: unexpected line {i}: {line!r}")
-    return contours
+        elif line.startswith("# Points Count"):
+            count = lines[i + 1].split()[0] if i + 1 < len(lines) and lines[i + 1] else None
+    if count is None:
+        return ExpFormatError(f"{path}: contour {name!r} has no point count after its '# Points Count' line")
+    return ExpFormatError(f"{path}: contour {name!r} announces {count} points, file ends early")
 
 
-def write_exp(path: str | os.PathLike, contours: Iterable[Mapping] | Mapping, fmt: str = "%.10f") -> None:
-    """Write contours in Argus ``.exp`` format.
+def write_exp(path: str | os.PathLike, contours: Iterable[Mapping] | Mapping) -> None:
+    """Write contours in Argus ``.exp`` format (with pyISSM's ``exp_write``, ISSM's ``expwrite`` layout).
 
     Parameters
     ----------
     path : path-like
     contours : dict or list of dict
-        Each with ``x``, ``y`` and optionally ``name`` (default ``'contour'``), ``density`` (1.0) and
-        ``closed``: when True and the last point differs from the first, the first point is appended.
-    fmt : str
-        printf format of each coordinate (ISSM's ``roundmesh`` uses ``'%10.10f'``).
+        Each with ``x``, ``y`` and optionally ``name`` (default ``'contour'``), ``density`` (written as
+        given when an ``int``, else as 1, as ISSM's ``expwrite``) and ``closed``: when True and the last
+        point differs from the first, the first point is appended. Coordinates are written ``'%10.10f'``.
     """
+    from pyissm.tools.exp import exp_write
+
     if isinstance(contours, Mapping):
         contours = [contours]
-    parts: list[str] = []
+    out = []
     for c in contours:
         x = np.asarray(c["x"], dtype=np.float64).ravel()
         y = np.asarray(c["y"], dtype=np.float64).ravel()
@@ -185,8 +178,6 @@ def write_exp(path: str | os.PathLike, contours: Iterable[Mapping] | Mapping, fm
             raise ValueError(f"write_exp: x and y of contour {c.get('name', '')!r} differ in length")
         if c.get("closed", False) and x.size and (x[0] != x[-1] or y[0] != y[-1]):
             x, y = np.append(x, x[0]), np.append(y, y[0])
-        parts.append(f"## Name:{c.get('name', 'contour')}\n## Icon:0\n# Points Count  Value\n"
-                     f"{x.size} {float(c.get('density', 1.0)):f}\n# X pos Y pos\n")
-        parts.append("".join(f"{fmt % a} {fmt % b}\n" for a, b in zip(x, y)))
-        parts.append("\n")
-    Path(path).write_text("".join(parts))
+        out.append({"name": c.get("name", "contour"), "x": x, "y": y,
+                    **({"density": c["density"]} if "density" in c else {})})
+    exp_write(out, os.fspath(path))

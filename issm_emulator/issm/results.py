@@ -130,7 +130,7 @@ class _FallbackResults:
 
 
 def _outlog(result: SolverResult) -> str:
-    from issm_emulator import __version__
+    from issm_emulator._version import __version__
 
     lines = [f"issm-emulator {__version__}: {result.solution}"]
     for key, value in result.info.items():

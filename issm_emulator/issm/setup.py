@@ -1,9 +1,11 @@
-"""Pure-Python replacements of ISSM's compiled set-up helpers, acting on a pyISSM ``Model``.
+"""ISSM's set-up helpers without ISSM's compiled wrappers, acting on a pyISSM ``Model``.
 
-pyISSM's own ``triangle``, ``round_mesh``, ``set_mask`` with ``.exp`` files, the boundary-condition
-helpers with a front file and ``InterpFromMeshToMesh2d`` all need ISSM's compiled wrappers. The functions
-here reproduce them exactly as ISSM defines them (meshes node for node, masks and boundary conditions
-vertex for vertex). ``md.mesh.elements`` and ``md.mesh.segments`` are **1-based**, as in ISSM.
+The boundary-condition helpers and ``paterson`` are pyISSM's (``pyissm.model.bc``,
+``pyissm.tools.materials``), which are pure Python; only the ice front of a front file is found here. The
+others are ours, because pyISSM's ``triangle``, ``round_mesh``, ``set_mask`` / ``flag_elements`` with
+``.exp`` files and ``ContourToNodes`` need ISSM's compiled wrappers; they reproduce ISSM exactly (meshes node for node, masks and boundary conditions vertex
+for vertex). ``md.mesh.elements`` and ``md.mesh.segments`` are **1-based**, as in ISSM. Interpolation
+between meshes and flux-gate profiles are in :mod:`issm_emulator.issm.interpolation`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ __all__ = [
     "boundary_segments",
     "contour_points_inside",
     "flag_elements",
-    "interp_from_mesh_to_mesh2d",
-    "mesh_profile_intersection",
     "paterson",
     "round_mesh",
     "set_ice_sheet_bc",
@@ -89,6 +89,7 @@ def _point_inside_polygon(pts: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 # meshing
 # ----------------------------------------------------------------------------------------------------
+# ours: pyISSM gets these from the compiled Triangle wrapper (pyissm.tools.wrappers.Triangle)
 def boundary_segments(elements0: np.ndarray, segments0: np.ndarray) -> np.ndarray:
     """Attach the owning element to boundary segments and orient them outward.
 
@@ -161,6 +162,7 @@ def _triangulate(points: np.ndarray, segments: np.ndarray, holes: np.ndarray | N
     return triangle.triangulate(tri_in, opts)
 
 
+# ours: pyISSM's pyissm.model.mesh.triangle needs the compiled Triangle wrapper
 def triangle_mesh(md: Any, outline: Contours, resolution: float) -> Any:
     """Mesh a domain as ISSM's ``triangle(md, outline, resolution)`` does.
 
@@ -213,6 +215,7 @@ def _round_significant(v: np.ndarray, digits: int) -> np.ndarray:
     return out
 
 
+# ours: pyISSM's pyissm.model.mesh.round_mesh meshes with pyissm.model.mesh.triangle (compiled Triangle)
 def round_mesh(md: Any, radius: float, resolution: float) -> Any:
     """Circular mesh as ISSM's ``roundmesh(md, radius, resolution)``.
 
@@ -279,6 +282,7 @@ def _pnpoly(xp: np.ndarray, yp: np.ndarray, x: np.ndarray, y: np.ndarray, edgeva
     return result
 
 
+# ours: pyISSM's ContourToNodes / ContourToMesh (pyissm.tools.wrappers) are compiled ISSM wrappers
 def contour_points_inside(contours: Contours, x: np.ndarray, y: np.ndarray, edgevalue: int = 1) -> np.ndarray:
     """Which points lie inside any contour (ISSM's ``ContourToNodes``).
 
@@ -319,6 +323,7 @@ def _mesh_arrays(md: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, el0
 
 
+# ours: pyISSM's pyissm.model.mesh.flag_elements needs the compiled ContourToMesh for .exp regions
 def flag_elements(md: Any, region: Any) -> np.ndarray:
     """Elements in a region, as ISSM's ``FlagElements``.
 
@@ -348,6 +353,7 @@ def flag_elements(md: Any, region: Any) -> np.ndarray:
                           f"{type(region).__name__} of size {getattr(arr, 'size', '?')}")
 
 
+# ours: pyISSM's pyissm.model.param.set_mask flags .exp regions with the compiled ContourToMesh
 def set_mask(md: Any, floating: Any, grounded: Any) -> Any:
     """ISSM's ``setmask(md, floating, grounded)``.
 
@@ -365,159 +371,122 @@ def set_mask(md: Any, floating: Any, grounded: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------
-# boundary conditions
+# boundary conditions: pyISSM's, with the ice front of a front file found here
 # ----------------------------------------------------------------------------------------------------
-def _nv_array(value: Any, nv: int) -> np.ndarray | None:
-    if isinstance(value, np.ndarray) and value.size == nv and value.ndim <= 2:
-        return value.astype(np.float64).ravel()
-    return None
+#: pyISSM's notes while setting boundary conditions ("No observed velocities found. Setting ... as 0",
+#: "... not specified -- set to 0", ...): silenced, as ISSM's helpers are silent
+_PYISSM_BC_NOTES = r"pyissm\.model\.(bc|classes)\."
 
 
-def _all_nan(value: Any) -> bool:
-    arr = np.asarray(value, dtype=np.float64)
-    return bool(np.all(np.isnan(arr)))
+def _pyissm_bc(name: str, md: Any) -> Any:
+    """``pyissm.model.bc.<name>(md)`` without a front file (pure Python), its notes silenced.
 
-
-def _init_forcings(md: Any, nv: int) -> None:
-    """Unset (NaN) SMB and basal melt rates become 0, as ISSM's smb/basalforcings ``initialize``."""
-    if hasattr(md.smb, "mass_balance") and _all_nan(md.smb.mass_balance):
-        md.smb.mass_balance = np.zeros(nv)
-    for name in ("groundedice_melting_rate", "floatingice_melting_rate"):
-        if hasattr(md.basalforcings, name) and _all_nan(getattr(md.basalforcings, name)):
-            setattr(md.basalforcings, name, np.zeros(nv))
-
-
-def _apply_dirichlet(md: Any, front: np.ndarray) -> None:
-    """Mark the ice front and place ISSM's Dirichlet set.
-
-    ``ice_levelset`` = 0 on ``front`` vertices; both end vertices of every boundary segment that is not
-    entirely on the front get spcvx = spcvy = spcvz (= 0, or the observed velocities when
-    ``md.inversion.vx_obs/vy_obs`` are set on the vertices).
+    Observed velocities stored as ``(nv, 1)`` columns are passed as vectors (pyISSM indexes them so), then
+    put back as they were.
     """
-    x, _, _ = _mesh_arrays(md)
+    from pyissm.model import bc
+
+    nv = np.asarray(md.mesh.x).size
+    columns = {n: v for n in ("vx_obs", "vy_obs")
+               if isinstance(v := getattr(md.inversion, n, None), np.ndarray) and v.shape == (nv, 1)}
+    for n, v in columns.items():
+        setattr(md.inversion, n, v.ravel())
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PYISSM_BC_NOTES)
+            return getattr(bc, name)(md)
+    finally:
+        for n, v in columns.items():
+            setattr(md.inversion, n, v)
+
+
+def _mark_front(md: Any, front: Contours | None) -> np.ndarray:
+    """Check ``md.mask.ice_levelset`` and set it to 0 on the ice front of a front file.
+
+    The front is the boundary vertices inside ``front`` (crossing-number test only, edge value 2), as ISSM's
+    ``ContourToMesh(..., 'node', 2)``. Returns ``vertexonboundary`` as booleans.
+    """
+    # ours: pyISSM's set_*_bc(md, ice_front_exp) find the front with the compiled ContourToMesh (else none)
+    x, y, _ = _mesh_arrays(md)
     nv = x.size
     ice = np.asarray(md.mask.ice_levelset, dtype=np.float64).ravel()
     if ice.size != nv or np.any(np.isnan(ice)):
         raise ModelInputError("md.mask.ice_levelset", f"{nv} values without NaN (call set_mask first)",
                               f"{ice.size} values")
-    ice = ice.copy()
-    ice[front] = 0.0
-    md.mask.ice_levelset = ice
-    seg = np.asarray(md.mesh.segments, dtype=np.int64)
+    seg = np.asarray(md.mesh.segments)
     if seg.ndim != 2 or seg.shape[1] < 2:
         raise ModelInputError("md.mesh.segments", "(ns, 3) 1-based boundary segments", f"shape {seg.shape}")
-    seg0 = seg[:, :2] - 1
-    on_front = np.all(ice[seg0] == 0, axis=1)
-    dirichlet = np.unique(seg0[~on_front].ravel())
-
-    for name in ("spcvx", "spcvy", "spcvz"):
-        setattr(md.stressbalance, name, np.full(nv, np.nan))
-    md.stressbalance.referential = np.full((nv, 6), np.nan)
-    md.stressbalance.loadingforce = np.zeros((nv, 3))
-    vx_obs = _nv_array(getattr(md.inversion, "vx_obs", np.nan), nv)
-    vy_obs = _nv_array(getattr(md.inversion, "vy_obs", np.nan), nv)
-    if vx_obs is not None and vy_obs is not None:
-        md.stressbalance.spcvx[dirichlet] = vx_obs[dirichlet]
-        md.stressbalance.spcvy[dirichlet] = vy_obs[dirichlet]
-    else:
-        md.stressbalance.spcvx[dirichlet] = 0.0
-        md.stressbalance.spcvy[dirichlet] = 0.0
-    md.stressbalance.spcvz[dirichlet] = 0.0
-    md.masstransport.spcthickness = np.full(nv, np.nan)
-    _init_forcings(md, nv)
-    temp = _nv_array(getattr(md.initialization, "temperature", np.nan), nv)
-    if temp is not None:
-        md.thermal.spctemperature = np.full(nv, np.nan)
-
-
-def _front_from_file(md: Any, front: Contours) -> np.ndarray:
-    x, y, _ = _mesh_arrays(md)
     onb = np.asarray(md.mesh.vertexonboundary).ravel().astype(bool)
-    return onb & contour_points_inside(front, x, y, edgevalue=2)
+    ice = ice.copy()
+    if front is not None:
+        ice[onb & contour_points_inside(front, x, y, edgevalue=2)] = 0.0
+    md.mask.ice_levelset = ice
+    return onb
+
+
+def _warn_if_no_dirichlet(md: Any, onb: np.ndarray) -> None:
+    if not np.any(onb & (np.asarray(md.mask.ice_levelset) != 0)):
+        warnings.warn("set_marine_ice_sheet_bc: ice front all around the domain, no Dirichlet condition; "
+                      "add one to md.stressbalance.spcvx/spcvy", stacklevel=3)
 
 
 def set_ice_shelf_bc(md: Any, front: Contours | None = None) -> Any:
-    """ISSM's ``SetIceShelfBC(md[, front.exp])``.
+    """ISSM's ``SetIceShelfBC(md[, front.exp])``: pyISSM's ``set_ice_shelf_bc``, the front found here.
 
-    Ice-front vertices: boundary vertices inside ``front`` (crossing-number test only, edge value 2); none
-    without a front file, so every boundary vertex is then Dirichlet. See :func:`_apply_dirichlet` for the
-    Dirichlet rule; unset SMB and basal melt rates are set to 0 and ``spcthickness`` to NaN.
+    Ice-front vertices (``ice_levelset`` = 0): boundary vertices inside ``front`` (crossing-number test only,
+    edge value 2); none without a front. Both end vertices of every boundary segment not entirely on the
+    front get spcvx = spcvy = spcvz = 0 (or the observed velocities when ``md.inversion.vx_obs/vy_obs`` are
+    set on the vertices); unset SMB and basal melt rates become 0 and ``spcthickness`` NaN.
+
+    Parameters
+    ----------
+    front : ``.exp`` path, contour dict or list of them, optional
     """
-    x, _, _ = _mesh_arrays(md)
-    fr = np.zeros(x.size, dtype=bool) if front is None else _front_from_file(md, front)
-    _apply_dirichlet(md, fr)
-    if _all_nan(getattr(md.basalforcings, "geothermalflux", np.nan)) and \
-            _nv_array(getattr(md.initialization, "temperature", np.nan), x.size) is not None:
-        md.basalforcings.geothermalflux = np.zeros(x.size)
-    return md
+    _mark_front(md, front)
+    return _pyissm_bc("set_ice_shelf_bc", md)
 
 
 def set_marine_ice_sheet_bc(md: Any, front: Contours | None = None) -> Any:
-    """ISSM's ``SetMarineIceSheetBC(md[, front.exp])``.
+    """ISSM's ``SetMarineIceSheetBC(md[, front.exp])``: pyISSM's ``set_marine_ice_sheet_bc``.
 
-    With a front file, as :func:`set_ice_shelf_bc`. Without one, the front is guessed: boundary vertices
-    of elements having at least one vertex with ``ocean_levelset < 0``. Also sets
-    ``hydrology.spcwatercolumn`` (boundary vertices [1, 0]) and, when unset, the geothermal flux
-    (50 mW/m^2 on grounded vertices, 0 elsewhere).
+    With a front, as :func:`set_ice_shelf_bc`. Without one, the front is guessed: boundary vertices of
+    elements having at least one vertex with ``ocean_levelset < 0``. Also sets
+    ``hydrology.spcwatercolumn`` (boundary vertices [1, 0]) and, when ``md.initialization.temperature`` is
+    set and the geothermal flux is not, the geothermal flux (50 mW/m^2 on grounded vertices, 0 elsewhere).
     """
-    x, _, el0 = _mesh_arrays(md)
-    nv = x.size
-    onb = np.asarray(md.mesh.vertexonboundary).ravel().astype(bool)
     if front is None:
-        ocean = np.asarray(md.mask.ocean_levelset, dtype=np.float64).ravel()
-        if ocean.size != nv:
-            raise ModelInputError("md.mask.ocean_levelset", f"{nv} values (call set_mask first)",
-                                  f"{ocean.size} values")
-        touches = (ocean[el0] < 0).any(axis=1)
-        on_floating = np.zeros(nv, dtype=bool)
-        on_floating[el0[touches].ravel()] = True
-        fr = onb & on_floating
-    else:
-        fr = _front_from_file(md, front)
-    if not np.any(onb & ~fr):
-        warnings.warn("set_marine_ice_sheet_bc: ice front all around the domain, no Dirichlet condition; "
-                      "add one to md.stressbalance.spcvx/spcvy", stacklevel=2)
-    _apply_dirichlet(md, fr)
-    wc = np.zeros((nv, 2))
-    wc[onb, 0] = 1.0
-    md.hydrology.spcwatercolumn = wc
-    if _all_nan(getattr(md.basalforcings, "geothermalflux", np.nan)):
-        ocean = np.asarray(md.mask.ocean_levelset, dtype=np.float64).ravel()
-        md.basalforcings.geothermalflux = np.where(ocean > 0, 50e-3, 0.0)
+        onb = _mark_front(md, None)
+        _pyissm_bc("set_marine_ice_sheet_bc", md)
+        _warn_if_no_dirichlet(md, onb)
+        return md
+    # pyISSM's marine helper would guess the front: its ice-shelf one, with the front marked, and the rest here
+    onb = _mark_front(md, front)
+    nv = onb.size
+    flux = getattr(md.basalforcings, "geothermalflux", None)
+    flux_unset = not (isinstance(flux, np.ndarray) and flux.shape[0] == nv)
+    _warn_if_no_dirichlet(md, onb)
+    _pyissm_bc("set_ice_shelf_bc", md)
+    watercolumn = np.zeros((nv, 2))
+    watercolumn[onb, 0] = 1.0
+    md.hydrology.spcwatercolumn = watercolumn
+    temperature = md.initialization.temperature
+    if isinstance(temperature, np.ndarray) and temperature.shape[0] == nv and flux_unset:
+        md.basalforcings.geothermalflux = np.where(np.asarray(md.mask.ocean_levelset) > 0.0, 50e-3, 0.0)
     return md
 
 
 def set_ice_sheet_bc(md: Any) -> Any:
-    """ISSM's ``SetIceSheetBC(md)``: every boundary vertex Dirichlet (0, or the observed velocities)."""
-    x, _, _ = _mesh_arrays(md)
-    _apply_dirichlet(md, np.zeros(x.size, dtype=bool))
-    if _all_nan(getattr(md.basalforcings, "geothermalflux", np.nan)) and \
-            _nv_array(getattr(md.initialization, "temperature", np.nan), x.size) is not None:
-        md.basalforcings.geothermalflux = np.full(x.size, 50e-3)
-    return md
+    """ISSM's ``SetIceSheetBC(md)`` (pyISSM's ``set_ice_sheet_bc``): every boundary vertex Dirichlet (0, or
+    the observed velocities), except on segments already marked as ice front (``ice_levelset`` = 0)."""
+    _mark_front(md, None)
+    return _pyissm_bc("set_ice_sheet_bc", md)
 
 
 # ----------------------------------------------------------------------------------------------------
 # rheology
 # ----------------------------------------------------------------------------------------------------
-# lower bound L of each interval and cubic coefficients (c3, c2, c1, c0) of ISSM's paterson.m
-_PATERSON = np.array([
-    (-50.0, -0.000292866376675, 0.011672640664130, -0.325004442485481, 6.524779401948101),
-    (-45.0, -0.000292866376675, 0.007279645014004, -0.230243014094813, 5.154964909039554),
-    (-40.0, 0.000072737147457, 0.002886649363879, -0.179411542205399, 4.149132666831214),
-    (-35.0, -0.000086144770023, 0.003977706575736, -0.145089762507325, 3.333333333333331),
-    (-30.0, -0.000043984685769, 0.002685535025386, -0.111773554501713, 2.696559088937191),
-    (-25.0, -0.000029799523463, 0.002025764738854, -0.088217055680511, 2.199331606342181),
-    (-20.0, 0.000136920904777, 0.001578771886910, -0.070194372551690, 1.805165505978111),
-    (-15.0, -0.000899763781026, 0.003632585458564, -0.044137585824322, 1.510778053489523),
-    (-10.0, 0.001676964325070, -0.009863871256831, -0.075294014815659, 1.268434288203714),
-    (-5.0, -0.003748937622487, 0.015290593619213, -0.048160403003748, 0.854987973338348),
-    (-2.0, -0.003748937622488, -0.018449844983174, -0.057638157095631, 0.746900791092860),
-])
-
-
 def paterson(temperature: Any) -> np.ndarray | float:
-    """Ice rigidity B(T) [Pa s^(1/3)] from Paterson's table, as ISSM's ``paterson``.
+    """Ice rigidity B(T) [Pa s^(1/3)] from Paterson's table: pyISSM's ``paterson`` (ISSM's ``paterson``).
 
     With T_C = T - 273.15 and L the lower bound of the interval holding T_C (-50 below -45, then
     -45, -40, ..., -5, -2), xi = T_C - L:
@@ -526,163 +495,18 @@ def paterson(temperature: Any) -> np.ndarray | float:
 
     Parameters
     ----------
-    temperature : float or array, K (must be >= 0)
+    temperature : float or array, K (must be >= 0, not NaN)
+
+    Returns
+    -------
+    float for a scalar temperature, else an array of its shape.
     """
+    from pyissm.tools.materials import paterson as pyissm_paterson
+
     t = np.asarray(temperature, dtype=np.float64)
-    if np.any(t < 0) or np.any(np.isnan(t)):
+    if np.any(t < 0) or np.any(np.isnan(t)):  # pyISSM raises a RuntimeError, and returns B = 0 for NaN
         raise ValueError("paterson: temperature must be in Kelvin (non-negative, not NaN)")
-    tc = t - 273.15
-    edges = _PATERSON[1:, 0]  # -45, -40, ..., -2
-    k = np.searchsorted(edges, tc, side="right")
-    L, c3, c2, c1, c0 = (_PATERSON[k, i] for i in range(5))
-    xi = tc - L
-    b = 1e8 * (c3 * xi ** 3 + c2 * xi ** 2 + c1 * xi + c0)
-    b = np.where(b < 0, 1e6, b)
+    with warnings.catch_warnings():  # pyISSM deprecates it for cuffey (another law); ISSM's tests use it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        b = pyissm_paterson(t)
     return float(b) if b.ndim == 0 else b
-
-
-# ----------------------------------------------------------------------------------------------------
-# interpolation
-# ----------------------------------------------------------------------------------------------------
-def interp_from_mesh_to_mesh2d(index: Any, x: Any, y: Any, data: Any, xq: Any, yq: Any) -> np.ndarray:
-    """Linear (barycentric) interpolation of nodal data, as ISSM's ``InterpFromMeshToMesh2d``.
-
-    Parameters
-    ----------
-    index : (ne, 3) 1-based triangles of the source mesh (floats accepted, as stored in ``.arch`` files)
-    x, y : (nv,) source vertex coordinates
-    data : (nv,) or (nv, k) nodal values
-    xq, yq : query point coordinates
-
-    Returns
-    -------
-    (nq,) or (nq, k) values. Points outside the source mesh take the value at their orthogonal
-    projection on the nearest boundary edge (ISSM's behaviour when no default value is given).
-    """
-    from matplotlib.tri import Triangulation
-
-    tri0 = np.asarray(index, dtype=np.float64)
-    if tri0.ndim != 2 or tri0.shape[1] != 3:
-        raise ValueError(f"interp_from_mesh_to_mesh2d: index must be (ne, 3), got shape {tri0.shape}")
-    tri0 = np.rint(tri0).astype(np.int64) - 1
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    d = np.asarray(data, dtype=np.float64)
-    squeeze = d.ndim == 1
-    d2 = d.reshape(d.shape[0], -1)
-    if d2.shape[0] != x.size:
-        raise ValueError(f"interp_from_mesh_to_mesh2d: data has {d2.shape[0]} rows, mesh has {x.size} vertices")
-    if tri0.min() < 0 or tri0.max() >= x.size:
-        raise ValueError("interp_from_mesh_to_mesh2d: index must hold 1-based vertex numbers")
-    xq = np.asarray(xq, dtype=np.float64).ravel()
-    yq = np.asarray(yq, dtype=np.float64).ravel()
-
-    tr = Triangulation(x, y, tri0)
-    found = np.asarray(tr.get_trifinder()(xq, yq), dtype=np.int64)
-    out = np.empty((xq.size, d2.shape[1]))
-
-    ins = found >= 0
-    if ins.any():
-        t = tri0[found[ins]]
-        x1, x2, x3 = x[t[:, 0]], x[t[:, 1]], x[t[:, 2]]
-        y1, y2, y3 = y[t[:, 0]], y[t[:, 1]], y[t[:, 2]]
-        det = (x2 - x1) * (y3 - y1) - (x3 - x1) * (y2 - y1)
-        l2 = ((xq[ins] - x1) * (y3 - y1) - (x3 - x1) * (yq[ins] - y1)) / det
-        l3 = ((x2 - x1) * (yq[ins] - y1) - (xq[ins] - x1) * (y2 - y1)) / det
-        l1 = 1.0 - l2 - l3
-        out[ins] = l1[:, None] * d2[t[:, 0]] + l2[:, None] * d2[t[:, 1]] + l3[:, None] * d2[t[:, 2]]
-
-    outside = np.flatnonzero(~ins)
-    if outside.size:
-        # boundary edges: edges used by exactly one triangle
-        e = np.sort(np.vstack([tri0[:, [0, 1]], tri0[:, [1, 2]], tri0[:, [2, 0]]]), axis=1)
-        uniq, counts = np.unique(e, axis=0, return_counts=True)
-        be = uniq[counts == 1]
-        ax, ay = x[be[:, 0]], y[be[:, 0]]
-        ex, ey = x[be[:, 1]] - ax, y[be[:, 1]] - ay
-        len2 = ex * ex + ey * ey
-        chunk = max(1, 2_000_000 // max(1, be.shape[0]))
-        for s in range(0, outside.size, chunk):
-            q = outside[s:s + chunk]
-            px = xq[q][:, None] - ax[None, :]
-            py = yq[q][:, None] - ay[None, :]
-            s_ = np.clip((px * ex + py * ey) / len2, 0.0, 1.0)
-            dist2 = (px - s_ * ex) ** 2 + (py - s_ * ey) ** 2
-            k = np.argmin(dist2, axis=1)
-            w = s_[np.arange(q.size), k]
-            out[q] = (1.0 - w)[:, None] * d2[be[k, 0]] + w[:, None] * d2[be[k, 1]]
-    return out[:, 0] if squeeze else out
-
-
-# ----------------------------------------------------------------------------------------------------
-# flux gates
-# ----------------------------------------------------------------------------------------------------
-def mesh_profile_intersection(elements: np.ndarray, x: np.ndarray, y: np.ndarray, contour: Any,
-                              eps: float = 1e-10) -> np.ndarray:
-    """Cut a polyline at element edges (ISSM's ``MeshProfileIntersection``).
-
-    Each polyline segment ``P(t) = p + t d`` (0 <= t <= 1) is clipped against every triangle whose bounding
-    box it meets: inside edge ``i`` of a counter-clockwise triangle means ``cross(e_i, P(t) - a_i) >= 0``,
-    a half-line in ``t``; the piece in the triangle is the intersection of the three.
-
-    Parameters
-    ----------
-    elements : (ne, 3) 1-based counter-clockwise triangles (ISSM's ``md.mesh.elements``)
-    x, y : (nv,) vertex coordinates
-    contour : dict with ``x``, ``y`` (polyline points, in order; e.g. one contour of
-        :func:`~issm_emulator.issm.formats.read_exp`)
-    eps : relative length below which a piece is dropped
-
-    Returns
-    -------
-    (npieces, 5) float array ``[x1, y1, x2, y2, element]`` (element 1-based, as ISSM), pieces in polyline
-    order and, within a polyline segment, ordered along it. A piece lying on an edge shared by two elements
-    is kept once (for the lower element number).
-    """
-    el0 = np.asarray(elements, dtype=np.int64) - 1
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    ax, ay = x[el0], y[el0]                   # (ne, 3)
-    bx, by = np.roll(ax, -1, axis=1), np.roll(ay, -1, axis=1)
-    ex, ey = bx - ax, by - ay                 # edge vectors (counter-clockwise)
-    elen = np.hypot(ex, ey)
-    xmin, xmax, ymin, ymax = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
-    slack = eps * elen.max(axis=1)
-    px = np.asarray(contour["x"], float).ravel()
-    py = np.asarray(contour["y"], float).ravel()
-    rows = []
-    for k in range(px.size - 1):  # polyline segments (a gate has few); the elements are vectorised
-        p = np.array([px[k], py[k]])
-        d = np.array([px[k + 1] - px[k], py[k + 1] - py[k]])
-        length = float(np.hypot(*d))
-        if length == 0:
-            continue
-        near = np.flatnonzero((xmax + slack >= min(px[k], px[k + 1])) & (xmin - slack <= max(px[k], px[k + 1]))
-                              & (ymax + slack >= min(py[k], py[k + 1])) & (ymin - slack <= max(py[k], py[k + 1])))
-        if near.size == 0:
-            continue
-        # f0 + t f1 >= 0 inside edge i
-        f0 = ex[near] * (p[1] - ay[near]) - ey[near] * (p[0] - ax[near])
-        f1 = ex[near] * d[1] - ey[near] * d[0]
-        tol = eps * elen[near] * length
-        parallel = np.abs(f1) <= tol
-        ok = ~(parallel & (f0 < -tol)).any(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = -f0 / f1
-        t_lo = np.max(np.where(~parallel & (f1 > 0), t, 0.0), axis=1, initial=0.0)
-        t_hi = np.min(np.where(~parallel & (f1 < 0), t, 1.0), axis=1, initial=1.0)
-        keep = ok & (t_hi - t_lo > eps)
-        idx = near[keep]
-        if idx.size == 0:
-            continue
-        t0, t1 = t_lo[keep], t_hi[keep]
-        order = np.lexsort((idx, t0))  # along the segment, then by element number
-        idx, t0, t1 = idx[order], t0[order], t1[order]
-        # a piece on a shared edge appears for both neighbours: keep the first (lower) element
-        key = np.round(np.column_stack([t0, t1]) / eps).astype(np.int64)
-        _, first = np.unique(key, axis=0, return_index=True)
-        sel = np.sort(first)
-        idx, t0, t1 = idx[sel], t0[sel], t1[sel]
-        rows.append(np.column_stack([p[0] + t0 * d[0], p[1] + t0 * d[1], p[0] + t1 * d[0], p[1] + t1 * d[1],
-                                     idx + 1.0]))
-    return np.vstack(rows) if rows else np.zeros((0, 5))

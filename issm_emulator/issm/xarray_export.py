@@ -105,7 +105,7 @@ def to_xarray(md: Any, solution: str = "TransientSolution"):
     """
     import xarray as xr
 
-    from issm_emulator import __version__
+    from issm_emulator._version import __version__
 
     solution = parse_solution(solution)
     steps = solution_steps(md, solution)

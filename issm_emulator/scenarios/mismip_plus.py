@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from issm_emulator._version import __version__
 from issm_emulator.errors import ModelInputError
 
 from .pine_island import (
@@ -425,7 +426,7 @@ def _write_spinup(path: Path, md: Any, *, solver: str, resolution: float, years:
             "scenario": "mismip_plus", "experiment": "Ice0", "solver": solver,
             "resolution_m": resolution, "years": years, "time_step_yr": time_step,
             "grounded_area_drift": drift,
-            "issm_emulator_version": getattr(issm_emulator, "__version__", "unknown"),
+            "issm_emulator_version": __version__,
             "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         },
     )

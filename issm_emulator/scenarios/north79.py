@@ -125,9 +125,9 @@ def north79(resolution: Any = 2e3, stress_threshold: Any = 1e6, *, floating_thre
 
     from issm_emulator.data import fetch
     from issm_emulator.issm.formats import read_arch, read_exp
+    from issm_emulator.issm.interpolation import interp_from_mesh_to_mesh2d
     from issm_emulator.issm.setup import (
         contour_points_inside,
-        interp_from_mesh_to_mesh2d,
         paterson,
         set_marine_ice_sheet_bc,
         set_mask,

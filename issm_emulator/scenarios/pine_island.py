@@ -83,8 +83,8 @@ def pine_island(resolution: Any = 3e3, melt_rate: Any = 0.0, *, years: Any = 20.
     """
     from issm_emulator.data import fetch
     from issm_emulator.issm.formats import read_arch
+    from issm_emulator.issm.interpolation import interp_from_mesh_to_mesh2d
     from issm_emulator.issm.setup import (
-        interp_from_mesh_to_mesh2d,
         paterson,
         set_marine_ice_sheet_bc,
         set_mask,

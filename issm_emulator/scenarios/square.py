@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..issm.formats import read_arch
+from ..issm.interpolation import interp_from_mesh_to_mesh2d
 from ..issm.setup import (
-    interp_from_mesh_to_mesh2d,
     paterson,
     set_ice_sheet_bc,
     set_ice_shelf_bc,

@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import data
 from ..issm.formats import read_arch
-from ..issm.setup import mesh_profile_intersection, paterson, round_mesh, set_mask, triangle_mesh
+from ..issm.interpolation import mesh_profile_intersection
+from ..issm.setup import paterson, round_mesh, set_mask, triangle_mesh
 from ..scenarios.square import new_model, parameterize_square
 
 __all__ = [
