@@ -13,7 +13,7 @@ equivariant).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -25,13 +25,6 @@ _EPS = 1e-12
 def safe_norm(v: Tensor, dim: int = -1) -> Tensor:
     """``sqrt(|v|^2 + eps) - sqrt(eps)``: a norm with a finite gradient at ``v = 0``."""
     return torch.sqrt((v * v).sum(dim) + _EPS) - _EPS ** 0.5
-
-
-def _mix(linear: nn.Linear, v: Tensor) -> Tensor:
-    """Apply a bias-free linear map across vector channels: ``(n, C_in, 2) -> (n, C_out, 2)``.
-
-    The map acts on the channel index only, so it commutes with rotations of the 2-vectors."""
-    return linear(v.transpose(1, 2)).transpose(1, 2)
 
 
 def _mlp(sizes: Sequence[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False) -> nn.Sequential:
@@ -47,6 +40,104 @@ def _reset(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Linear):
             m.reset_parameters()
+
+
+def _onednn_works() -> bool:
+    """Whether ``torch.ops.mkldnn._linear_pointwise`` (oneDNN's fused linear, a private op that inductor
+    emits for frozen CPU models) exists here and agrees with ``F.linear`` on a tiny example; checked once at
+    import, so that a torch without it (or with another signature) takes the plain path."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        op = torch.ops.mkldnn._linear_pointwise
+        g = torch.Generator().manual_seed(0)
+        x, w, b, z = (torch.randn(s, generator=g) for s in ((5, 3), (4, 3), (4,), (5, 4)))
+        ref = x @ w.t() + b
+        ok = torch.allclose(op(x, w, b, "none", [], ""), ref, rtol=1e-5, atol=1e-6)
+        ok &= torch.allclose(op(x, w, b, "swish", [], ""), nn.functional.silu(ref), rtol=1e-5, atol=1e-6)
+        ok &= torch.allclose(op.binary(x, z, w, None, "add"), x @ w.t() + z, rtol=1e-5, atol=1e-6)
+        return bool(ok)
+    except (AttributeError, RuntimeError, TypeError, ValueError):  # a torch without this private op
+        return False
+
+
+_ONEDNN = _onednn_works()
+
+
+def _autocast_cpu() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()  # torch < 2.3
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, silu: bool = False,
+            add: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias + add``, then SiLU when ``silu`` (``bias``, ``add`` optional; ``x``, ``add`` 2-D).
+
+    For float32 inference on the CPU (no gradient needed, no autocast) this calls oneDNN's fused linear
+    (the bias, ``add`` and SiLU applied in the same pass over the output), about twice as fast as the
+    general matrix product here; otherwise (gradients, other devices or dtypes, autocast, or inside
+    ``torch.compile``, which fuses by itself) ``F.linear``/``addmm``. Both compute the same function."""
+    if (_ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[0] > 0
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                                  or (add is not None and add.requires_grad)))
+            and not _autocast_cpu() and not _compiling()):
+        op = torch.ops.mkldnn._linear_pointwise
+        if add is None:
+            return op(x.contiguous(), weight.contiguous(), bias, "swish" if silu else "none", [], "")
+        y = op.binary(x.contiguous(), add.contiguous(), weight.contiguous(), bias, "add")
+        return nn.functional.silu(y, inplace=True) if silu else y
+    if add is None:
+        y = nn.functional.linear(x, weight, bias)
+    else:
+        y = torch.addmm(add, x, weight.t())
+        if bias is not None:
+            y = y + bias
+    return nn.functional.silu(y) if silu else y
+
+
+def _sum_into(src: Tensor, index: Tensor, n: int) -> Tensor:
+    """``out[index[k]] += src[k]`` over the rows of ``src`` (E, K) into ``out`` (n, K) of zeros.
+
+    ``scatter_add_`` with a broadcast index (as PyG's sum): a sorted, vectorised kernel on the CPU, and
+    kept as that kernel by torch.compile with several threads (``index_add_`` becomes atomic adds there)."""
+    return src.new_zeros(n, src.shape[1]).scatter_add_(0, index.view(-1, 1).expand_as(src), src)
+
+
+class EdgeGeometry(NamedTuple):
+    """What a layer needs from the graph alone, computed once per forward pass and shared by every layer.
+
+    ``src``, ``dst`` (E,): sources (row 0 of ``edge_index``, ``j``) and targets (row 1, ``i``); ``pairs``
+    (E, 2): ``[2 dst, 2 src + 1]``, so that ``embedding_bag(pairs, t.view(2 n, K), mode='sum')`` of a table
+    ``t`` (n, 2, K) is ``t[i, 0] + t[j, 1]`` per edge; ``d`` (E, 1): edge lengths ``d_ij``; ``u`` (E, 2):
+    unit directions ``u_ij``; ``deg`` (n, 1): the number of incoming edges per vertex, at least 1 (the
+    divisor of the mean: isolated vertices receive 0, as with PyG's mean aggregation).
+    """
+
+    src: Tensor
+    dst: Tensor
+    pairs: Tensor
+    d: Tensor
+    u: Tensor
+    deg: Tensor
+
+
+def edge_geometry(edge_index: Tensor, edge_vec: Tensor, n: int, dtype: torch.dtype | None = None) -> EdgeGeometry:
+    """:class:`EdgeGeometry` of a graph with ``n`` vertices from ``edge_index`` (2, E) and ``edge_vec`` (E, 2)
+    ``= x_target - x_source``; ``deg`` has ``dtype`` (default: that of ``edge_vec``)."""
+    r = edge_vec
+    d = torch.sqrt((r * r).sum(-1, keepdim=True)).clamp_min(torch.finfo(r.dtype).tiny)
+    src, dst = edge_index[0].contiguous(), edge_index[1].contiguous()
+    deg = _sum_into(torch.ones(dst.shape[0], 1, dtype=dtype or r.dtype, device=r.device), dst, n).clamp_min(1)
+    return EdgeGeometry(src, dst, torch.stack([2 * dst, 2 * src + 1], 1), d, r / d, deg)
 
 
 class EquivariantConv(MessagePassing):
@@ -72,6 +163,17 @@ class EquivariantConv(MessagePassing):
     scalar_out``. With ``scalar_out = 0`` the layer only produces vectors (used as a decoder).
     Aggregation is the mean over incoming edges (robust to the vertex degree of unstructured meshes).
 
+    Implementation (the same function with fewer per-edge operations): inside the network, vector channels
+    are stored as ``(n, 2, C)``, the x components of all channels in one contiguous block and the y
+    components in the next (:meth:`forward_xy`). The first layer of ``phi_e`` is linear in
+    ``[h_i, h_j, I_ij]``, so its parts acting on ``h_i, |V_i|`` and on ``h_j, |V_j|`` are evaluated once per
+    vertex (``a``, ``b``) and only ``[d/L, <V_i, V_j>, <V_i, u>, <V_j, u>, a_ij]`` is formed per edge;
+    ``W' V`` is mixed per vertex; ``phi_u`` and ``phi_v`` are applied as one matrix; the edge geometry is
+    computed once per pass (:func:`edge_geometry`); float32 inference on the CPU runs the per-edge products
+    through oneDNN's fused linear + bias (+ SiLU) kernel. :meth:`message` is the per-edge message in this form:
+    ``propagate`` with it and the mean aggregation gives what :meth:`forward_xy` computes with explicit
+    gathers and sums.
+
     Parameters
     ----------
     scalar_in, vector_in : input scalar channels ``F`` and vector channels ``C`` (``vector_in >= 1``)
@@ -80,6 +182,10 @@ class EquivariantConv(MessagePassing):
     edge_attr_dim : number of invariant edge attributes ``a_ij`` (0 for none)
     length_scale : ``L`` (m), the distance unit of the invariant ``d_ij / L``
     """
+
+    # the keyword arguments of ``propagate`` (see :meth:`message`), declared for PyG's generated propagate
+    propagate_type: ClassVar[dict[str, str]] = {"ab": "Tensor", "vt": "Tensor", "s": "Tensor", "u": "Tensor",
+                                                "dl": "Tensor", "edge_attr": "Optional[Tensor]"}
 
     def __init__(self, scalar_in: int, vector_in: int, hidden: int, scalar_out: int, vector_out: int,
                  edge_attr_dim: int = 0, *, length_scale: float = 1000.0):
@@ -127,39 +233,85 @@ class EquivariantConv(MessagePassing):
         if h.shape[-1] != self.scalar_in or v.shape[1:] != (self.vector_in, 2):
             raise ValueError(f"EquivariantConv expects h (n, {self.scalar_in}) and v (n, {self.vector_in}, 2)"
                              f", got {tuple(h.shape)} and {tuple(v.shape)}")
+        geom = edge_geometry(edge_index, edge_vec, h.shape[0], h.dtype)
+        h_new, v_new = self.forward_xy(h, v.transpose(1, 2).contiguous(), geom, edge_attr)
+        return h_new, v_new.transpose(1, 2)
+
+    def forward_xy(self, h: Tensor, v: Tensor, geom: EdgeGeometry,
+                   edge_attr: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+        """:meth:`forward` with vectors stored as x and y blocks, ``v`` ``(n, 2, vector_in)`` (``v[:, 0]``
+        the x components) -> ``v'`` ``(n, 2, vector_out)``, on the graph's :func:`edge_geometry`."""
+        if h.shape[-1] != self.scalar_in or v.shape[1:] != (2, self.vector_in):
+            raise ValueError(f"EquivariantConv expects h (n, {self.scalar_in}) and v (n, 2, {self.vector_in})"
+                             f", got {tuple(h.shape)} and {tuple(v.shape)}")
         if self.edge_attr_dim and (edge_attr is None or edge_attr.shape[-1] != self.edge_attr_dim):
             raise ValueError(f"EquivariantConv expects edge_attr (E, {self.edge_attr_dim})")
-        n = h.shape[0]
-        agg = self.propagate(edge_index, a=self.phi_e_i(h), b=self.phi_e_j(h), v=v,
-                             w=_mix(self.mix_neigh, v), edge_vec=edge_vec, edge_attr=edge_attr, size=(n, n))
-        m_mean = agg[:, : self.hidden]
-        v_agg = agg[:, self.hidden:].reshape(n, self.vector_out, 2)
-        v_new = self.gate(h).unsqueeze(-1) * _mix(self.mix_self, v) + v_agg
+        n, co = h.shape[0], self.vector_out
+        ab, vt, s = self.vertex_tables(h, v)
+        ab_ij = nn.functional.embedding_bag(geom.pairs, ab.view(2 * n, -1), mode="sum")  # a_i + b_j, one pass
+        m, vec = self.edge_terms(ab_ij, vt.index_select(0, geom.dst), s.index_select(0, geom.src), geom.u,
+                                 geom.d / self.length_scale, edge_attr)
+        v_agg = _sum_into(vec, geom.dst, n) / geom.deg
+        v_new = self.gate(h).unsqueeze(1) * (v @ self.mix_self.weight.t()) + v_agg.view(n, 2, co)
         if self.phi_h is None:
             return None, v_new
-        dh = self.phi_h(torch.cat([h, m_mean], dim=-1))
+        m_mean = _sum_into(m, geom.dst, n) / geom.deg
+        lin1, lin2 = self.phi_h[0], self.phi_h[2]
+        dh = _linear(_linear(torch.cat([h, m_mean], dim=-1), lin1.weight, lin1.bias, silu=True),
+                     lin2.weight, lin2.bias)
         h_new = h + dh if self.residual else dh
         return h_new, v_new
 
-    def edge_message(self, a_i: Tensor, b_j: Tensor, inv: Tensor) -> Tensor:
-        """``m_ij = phi_e(h_i, h_j, I_ij)`` from ``a_i = phi_e_i(h_i)``, ``b_j = phi_e_j(h_j)``."""
-        return self.phi_e(a_i + b_j + self.phi_e_inv(inv))
+    def vertex_tables(self, h: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-vertex quantities that the edges gather, from ``h`` (n, F) and ``v`` (n, 2, C).
 
-    def message(self, a_i: Tensor, b_j: Tensor, v_i: Tensor, v_j: Tensor, w_j: Tensor, edge_vec: Tensor,
-                edge_attr: Tensor | None) -> Tensor:
-        r = edge_vec
-        d = torch.sqrt((r * r).sum(-1, keepdim=True)).clamp_min(torch.finfo(r.dtype).tiny)
-        u = r / d  # (E, 2) unit edge direction, rotates with the plane
-        inv = [d / self.length_scale,
-               (v_i * v_j).sum(-1),  # (E, C) dot products
-               safe_norm(v_i), safe_norm(v_j),
-               (v_i * u.unsqueeze(1)).sum(-1), (v_j * u.unsqueeze(1)).sum(-1)]  # projections on the edge
+        ``ab`` (n, 2, hidden): ``ab[:, 0] = a = phi_e_i(h) + A_i |V|`` (the target's part of the first
+        layer of ``phi_e``) and ``ab[:, 1] = b = phi_e_j(h) + A_j |V|`` (the source's), where ``A_i``, ``A_j``
+        are the columns of ``phi_e_inv`` acting on ``|V_i^c|`` and ``|V_j^c|``; ``vt = [V_x, V_y]``
+        (n, 2C); ``s = [V_x, V_y, (W' V)_x, (W' V)_y]`` (n, 2C + 2 vector_out)."""
+        n, c, hd = h.shape[0], self.vector_in, self.hidden
+        vx, vy = v[:, 0], v[:, 1]
+        norm = torch.sqrt(vx * vx + vy * vy + _EPS) - _EPS ** 0.5  # safe_norm of every channel, (n, C)
+        w_inv = self.phi_e_inv.weight
+        w_ab = torch.cat([torch.cat([self.phi_e_i.weight, w_inv[:, 1 + c:1 + 2 * c]], 1),
+                          torch.cat([self.phi_e_j.weight, w_inv[:, 1 + 2 * c:1 + 3 * c]], 1)])
+        bias = torch.cat([self.phi_e_i.bias, self.phi_e_i.bias.new_zeros(hd)])
+        ab = _linear(torch.cat([h, norm], dim=-1), w_ab, bias).view(n, 2, hd)
+        vt = v.reshape(n, 2 * c)
+        w = v @ self.mix_neigh.weight.t()  # (n, 2, C_out): W' V, mixed per vertex
+        return ab, vt, torch.cat([vt, w.reshape(n, -1)], 1)
+
+    def edge_terms(self, ab: Tensor, vt_i: Tensor, s_j: Tensor, u: Tensor, dl: Tensor,
+                   edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per edge: ``m_ij`` (E, hidden) and ``phi_u(m) u_ij + phi_v(m) (W' V_j)`` (E, 2 vector_out; x block
+        then y block), from ``ab = a_i + b_j``, the gathered :meth:`vertex_tables` rows ``vt_i``, ``s_j``,
+        ``u`` (E, 2) and ``dl = d / L`` (E, 1)."""
+        c, co = self.vector_in, self.vector_out
+        xi, yi = vt_i[:, :c], vt_i[:, c:]
+        xj, yj, wx, wy = s_j[:, :c], s_j[:, c:2 * c], s_j[:, 2 * c:2 * c + co], s_j[:, 2 * c + co:]
+        ux, uy = u[:, :1], u[:, 1:]
+        inv = [dl, torch.addcmul(xi * xj, yi, yj),  # (E, C) dot products
+               torch.addcmul(xi * ux, yi, uy), torch.addcmul(xj * ux, yj, uy)]  # projections on the edge
         if self.edge_attr_dim:
             inv.append(edge_attr)
-        m = self.edge_message(a_i, b_j, torch.cat(inv, dim=-1))
-        vec = (self.phi_u(m).unsqueeze(-1) * u.unsqueeze(1)
-               + self.phi_v(m).unsqueeze(-1) * w_j)  # (E, C_out, 2); w = W' V, mixed per vertex
-        return torch.cat([m, vec.flatten(1)], dim=-1)
+        w_inv = self.phi_e_inv.weight  # its |V_i|, |V_j| columns are in a and b
+        w_edge = torch.cat([w_inv[:, :1 + c], w_inv[:, 1 + 3 * c:]], 1)
+        pre = _linear(torch.cat(inv, 1), w_edge, add=ab, silu=True)  # SiLU(first layer of phi_e)
+        lin = self.phi_e[1]
+        m = _linear(pre, lin.weight, lin.bias, silu=True)
+        uv = _linear(m, torch.cat([self.phi_u.weight, self.phi_v.weight]),
+                     torch.cat([self.phi_u.bias, self.phi_v.bias]))  # [phi_u(m), phi_v(m)]
+        pu, pv = uv[:, :co], uv[:, co:]
+        vec = torch.cat([torch.addcmul(pu * ux, pv, wx), torch.addcmul(pu * uy, pv, wy)], 1)
+        return m, vec
+
+    def message(self, ab_i: Tensor, ab_j: Tensor, vt_i: Tensor, s_j: Tensor, u: Tensor, dl: Tensor,
+                edge_attr: Tensor | None) -> Tensor:
+        """``[m_ij, phi_u(m_ij) u_ij + phi_v(m_ij) (W' V_j)]`` (E, hidden + 2 vector_out) for
+        ``propagate(edge_index, ab=ab, vt=vt, s=s, u=u, dl=d / L, edge_attr=..., size=(n, n))`` with the
+        :meth:`vertex_tables`; its mean is what :meth:`forward_xy` aggregates."""
+        m, vec = self.edge_terms(ab_i[:, 0] + ab_j[:, 1], vt_i, s_j, u, dl, edge_attr)
+        return torch.cat([m, vec], dim=-1)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(scalars {self.scalar_in}->{self.scalar_out}, vectors "
@@ -279,15 +431,16 @@ class EGCN(nn.Module):
         pos, edge_index = graph_parts(graph)
         check_inputs(self, pos, scalars, vectors)
         vec = edge_vectors(graph, pos, edge_index).to(scalars.dtype)
+        geom = edge_geometry(edge_index, vec, pos.shape[0])  # shared by every layer
         h = self.encoder(torch.cat([scalars, safe_norm(vectors)], dim=-1))
-        v = _mix(self.vector_encoder, vectors)
+        v = self.vector_encoder(vectors.transpose(1, 2))  # (n, 2, vector_hidden): x and y blocks
         for layer in self.layers:
-            h, v = layer(h, v, edge_index, vec, edge_attr)
+            h, v = layer.forward_xy(h, v, geom, edge_attr)
             if self.normalize:
                 h = nn.functional.layer_norm(h, h.shape[-1:])
-                v = v / torch.sqrt(1.0 + (v * v).sum(-1).mean(-1))[:, None, None]
-        _, vel = self.velocity_decoder(h, v, edge_index, vec, edge_attr)
-        vel = vel[:, 0] + (self.input_gate(h).unsqueeze(-1) * vectors).sum(1)
+                v = v / torch.sqrt(1.0 + (v * v).sum(1).mean(-1))[:, None, None]
+        _, vel = self.velocity_decoder.forward_xy(h, v, geom, edge_attr)
+        vel = vel[:, :, 0] + (self.input_gate(h).unsqueeze(-1) * vectors).sum(1)
         out = {"velocity": vel}
         if self.scalar_decoder is not None:
             s = self.scalar_decoder(h)
