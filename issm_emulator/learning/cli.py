@@ -36,19 +36,30 @@ from issm_emulator.errors import IssmEmulatorError
 @click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--time-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Use every N-th output time only (cheaper epochs on long monthly runs).")
+@click.option("--vector-hidden", type=click.IntRange(min=1), default=None,
+              help="EGCN: vector channels inside the network (default 16).")
+@click.option("--decoder", type=click.Choice(["auto", "increment", "none"]), default="auto", show_default=True,
+              help="Direct mode: 'increment' = one graph pass per run and a time decoder predicting the change "
+                   "since the initial state (EGCN); 'none' = time as an input (the seed's method); 'auto' = "
+                   "increment for EGCN, none otherwise.")
 @click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
-                  lr_decay: float, num_workers: int, time_stride: int, resume: bool, no_progress: bool) -> None:
+                  lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
+                  resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
     from issm_emulator.learning.train import history_paths, train
 
+    if vector_hidden and arch != "egcn":
+        raise click.ClickException(f"--vector-hidden is an EGCN option, not one of {arch}")
     try:
         path = train(data, model=arch, mode=mode, out=out, epochs=epochs, lr=lr, batch_size=batch_size,
                      device=device, seed=seed, hidden=hidden, layers=layers, patience=patience,
                      lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
-                     progress=not no_progress, time_stride=time_stride)
+                     progress=not no_progress, time_stride=time_stride,
+                     model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
+                     decoder=None if decoder == "none" else decoder)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

@@ -424,6 +424,59 @@ class DirectDataset(EnsembleDataset):
         return arrays
 
 
+class DirectRunDataset(DirectDataset):
+    """Direct mode for networks with a time decoder (:class:`~issm_emulator.nn.direct.EGCNDirect`): one
+    sample per **run**, inputs = the initial state and the forcing (the ``time`` column is 0 and unused),
+    targets = the **changes since the initial state** at every kept output ``k`` of the run.
+
+    A sample holds ``times (nv, K)`` (s since the start, the same on every vertex), ``y_velocity (nv, K, 2)``
+    and ``y_scalars (nv, K, m)`` (increments, SI) and ``k (K,)``; only outputs present in every run of the
+    split are kept (so ``K`` is the same for all samples and they batch together).
+    """
+
+    def _make_samples(self, keep: set[int] | None) -> list[tuple[int, int]]:
+        common: set[int] | None = None
+        for p in self.run_positions:
+            valid = {int(k) for k in self._valid_outputs(int(p))}
+            common = valid if common is None else common & valid
+        ks = sorted((common or set()) if keep is None else (common or set()) & keep)
+        self.kept_outputs = np.asarray(ks, dtype=np.int64)
+        return [(int(p), 0) for p in self.run_positions] if ks else []
+
+    def forcing(self, position: int) -> dict[str, Any]:
+        """As :meth:`EnsembleDataset.forcing`, with ``time`` starting at 0: at ``t = 0`` a time-decoded
+        network returns the initial state exactly, so the range it covers starts there."""
+        out = super().forcing(position)
+        if "time" in out:
+            out["time"] = np.concatenate([[0.0], np.asarray(out["time"], float)])
+        return out
+
+    def targets_run(self, position: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(times (nv, K), y_velocity (nv, K, 2), y_scalars (nv, K, m))``: increments since ``k = 0`` (SI)."""
+        ra = self.run_arrays(position)
+        f = ra.fields
+        ks = self.kept_outputs
+        nv = f["vx"].shape[1]
+        vel = np.stack([f["vx"][ks] - f["vx"][0], f["vy"][ks] - f["vy"][0]], axis=-1).transpose(1, 0, 2)
+        names = self.spec.scalar_outputs
+        sc = np.stack([f[n][ks] - f[n][0] for n in names], axis=-1).transpose(1, 0, 2) if names \
+            else np.zeros((nv, ks.size, 0))
+        times = np.broadcast_to(ra.time[ks][None, :], (nv, ks.size))
+        return (torch.as_tensor(np.ascontiguousarray(times), dtype=torch.float64),
+                torch.as_tensor(vel, dtype=self.dtype), torch.as_tensor(sc, dtype=self.dtype))
+
+    def __getitem__(self, index: int) -> Data:
+        p, _ = self.samples[index]
+        arrays = self.state_arrays(p, 0)
+        arrays["time"] = 0.0
+        scalars, vectors = self.inputs(arrays)
+        times, y_vel, y_sc = self.targets_run(p)
+        g = self.graph
+        return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
+                    num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, times=times, y_velocity=y_vel,
+                    y_scalars=y_sc, run=torch.tensor([p]), k=torch.as_tensor(self.kept_outputs)[None, :])
+
+
 class StepDataset(EnsembleDataset):
     """Step mode: geometry, masks, forcing and velocity of output ``k - 1`` -> velocity of output ``k``."""
 
@@ -433,10 +486,13 @@ class StepDataset(EnsembleDataset):
         return self.state_arrays(position, k - 1)
 
 
-def make_dataset(mode: str, data: str | os.PathLike, split: str | None = "train", **kwargs: Any) -> EnsembleDataset:
-    """:class:`DirectDataset` or :class:`StepDataset` by ``mode``."""
+def make_dataset(mode: str, data: str | os.PathLike, split: str | None = "train", *, decoder: str | None = None,
+                 **kwargs: Any) -> EnsembleDataset:
+    """:class:`DirectDataset` (``decoder=None``), :class:`DirectRunDataset` (``decoder='increment'``) or
+    :class:`StepDataset` by ``mode``."""
     if mode == "direct":
-        return DirectDataset(data, split, **kwargs)
+        return DirectRunDataset(data, split, **kwargs) if decoder == "increment" else DirectDataset(data, split,
+                                                                                                     **kwargs)
     if mode == "step":
         return StepDataset(data, split, **kwargs)
     raise ValueError(f"mode must be 'direct' or 'step', got {mode!r}")

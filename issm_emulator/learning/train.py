@@ -46,7 +46,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from issm_emulator.learning.dataset import DatasetError, EnsembleDataset, collate, make_dataset
+from issm_emulator.learning.dataset import (
+    DatasetError,
+    DirectRunDataset,
+    EnsembleDataset,
+    collate,
+    make_dataset,
+)
 from issm_emulator.nn.normalizer import Normalizer
 from issm_emulator.progress import progress_bar
 from issm_emulator.solvers.emulator.checkpoint import atomic_torch_save, make_manifest, save_checkpoint
@@ -111,11 +117,17 @@ def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
     spec = dataset.spec
     inp = Normalizer(spec.scalars, spec.vectors)
     out = Normalizer(spec.scalar_outputs, ("velocity",))
+    increments = isinstance(dataset, DirectRunDataset)
+    m = len(spec.scalar_outputs)
     for i in range(len(dataset)):
         s = dataset[i]
         inp.update(s.scalars, s.vectors)
-        out.update(s.y_scalars, s.y_velocity.unsqueeze(1))
-    return inp.finalize(), out.finalize()
+        out.update(s.y_scalars.reshape(-1, m), s.y_velocity.reshape(-1, 1, 2))
+    inp.finalize()
+    out.finalize()
+    if increments:  # changes since t = 0 are scaled, never shifted: zero stays zero
+        out.zero_mean()
+    return inp, out
 
 
 def loss_fn(raw: Mapping[str, torch.Tensor], batch: Any, out_norm: Normalizer,
@@ -148,9 +160,23 @@ def predict_batch(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: N
     return decode_outputs(model(batch, s, v), out_norm, scalar_outputs)
 
 
+def increment_loss(raw: Mapping[str, torch.Tensor], batch: Any, out_norm: Normalizer,
+                   scalar_outputs: Sequence[str]) -> torch.Tensor:
+    """Mean squared error of a time-decoded network's normalised increments ``raw`` (``(n, K, ...)``)
+    against the batch's increments since ``t = 0``, scaled by the (zero-mean) output normaliser."""
+    v_scale = out_norm.vector_scale.to(batch.y_velocity)[0]
+    err = [(raw["velocity"] - batch.y_velocity / v_scale).flatten(1)]
+    if scalar_outputs:
+        y_s = batch.y_scalars / out_norm.scalar_std.to(batch.y_scalars)
+        err.append((torch.stack([raw[n] for n in scalar_outputs], -1) - y_s).flatten(1))
+    return torch.cat(err, 1).pow(2).mean()
+
+
 def _batch_loss(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: Normalizer,
                 scalar_outputs: Sequence[str]) -> torch.Tensor:
     s, v = in_norm.encode(batch.scalars, batch.vectors)
+    if getattr(batch, "times", None) is not None:  # a time-decoded direct network (DirectRunDataset)
+        return increment_loss(model(batch, s, v, batch.times), batch, out_norm, scalar_outputs)
     return loss_fn(model(batch, s, v), batch, out_norm, scalar_outputs)
 
 
@@ -202,7 +228,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           parameters: Sequence[str] | None = None, moving_front: bool | None = None, split_rule: Any = None,
           model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
-          time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None) -> Path:
+          time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
+          decoder: str | None = "auto") -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -228,6 +255,10 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
     deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training
     time_stride : train and validate on every ``time_stride``-th output only (cheaper epochs)
     callback : called on rank 0 with each epoch's history record
+    decoder : direct mode's output parameterisation: ``'increment'`` (a time-decoded network,
+        :class:`~issm_emulator.nn.direct.EGCNDirect`: one graph pass per run, outputs = changes since the
+        initial state, exactly the initial state at ``t = 0``), None (time as one more input, the seed's
+        method), or ``'auto'``: ``'increment'`` for EGCN direct mode, None otherwise
 
     Returns
     -------
@@ -242,6 +273,12 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
     if lr_schedule not in ("exponential", "plateau", "constant"):
         raise ValueError(f"lr_schedule must be 'exponential', 'plateau' or 'constant', got {lr_schedule!r}")
+    if decoder == "auto":
+        decoder = "increment" if (model, mode) == ("egcn", "direct") else None
+    if decoder not in (None, "increment"):
+        raise ValueError(f"decoder must be 'increment', None or 'auto', got {decoder!r}")
+    if decoder is not None and (model, mode) != ("egcn", "direct"):
+        raise ValueError(f"decoder={decoder!r} exists for EGCN direct mode only (got {model} {mode} mode)")
     out = Path(out)
     world, rank, local_rank = _dist_env()
     distributed = world > 1
@@ -261,7 +298,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           grad_clip=grad_clip, parameters=parameters, moving_front=moving_front,
                           split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
-                          callback=callback,
+                          callback=callback, decoder=decoder,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -272,9 +309,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            dev: torch.device, seed: int, hidden: int, layers: int, patience: int | None, lr_schedule: str,
            lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
-           cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int) -> Path:
+           cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
+           decoder: str | None = None) -> Path:
     _seed_everything(seed)
-    kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride}
+    kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
+          "decoder": decoder}
     train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw)
     if len(train_ds) == 0:
         raise DatasetError(f"{train_ds.path}: the training split has no samples")
@@ -290,6 +329,9 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         "validation_values": [val_ds.run_arrays(p).value for p in val_ds.run_positions],
         "moving_front": train_ds.moving_front, "mesh_vertices": int(train_ds.mesh.nv)})
 
+    if decoder is not None:  # the time decoder's column and time unit come from the training data
+        model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
+                         "time_scale": float(forcing_ranges["time"][1])}
     _seed_everything(seed)
     net = _build_model(arch, spec, hidden, layers, model_options).to(dev)
     scalar_outputs = tuple(spec.scalar_outputs)
@@ -305,7 +347,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     config = {"arch": arch, "mode": mode, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
               "hidden": hidden, "layers": layers, "patience": patience, "lr_schedule": lr_schedule,
               "lr_decay": lr_decay, "weight_decay": weight_decay, "grad_clip": grad_clip,
-              "model_options": dict(model_options), "world_size": world, "device": str(dev.type)}
+              "model_options": dict(model_options), "world_size": world, "device": str(dev.type),
+              "decoder": decoder}
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1

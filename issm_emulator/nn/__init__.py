@@ -19,6 +19,7 @@ from typing import Any
 from torch import nn
 
 from issm_emulator.nn.cnn import CNN, GridOperator, grid_operator
+from issm_emulator.nn.direct import EGCNDirect
 from issm_emulator.nn.egcn import EGCN, EquivariantConv
 from issm_emulator.nn.features import (
     SCALAR_FEATURES,
@@ -35,14 +36,23 @@ from issm_emulator.nn.normalizer import Normalizer
 
 #: architecture name -> class
 ARCHITECTURES: dict[str, type[nn.Module]] = {"egcn": EGCN, "gcn": GCN, "cnn": CNN}
+#: (architecture, decoder) -> class of the direct-mode networks with a time decoder
+DECODERS: dict[tuple[str, str], type[nn.Module]] = {("egcn", "increment"): EGCNDirect}
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """A network from its ``config`` (``model.config`` of any of the three; ``'arch'`` picks the class)."""
+    """A network from its ``config`` (``model.config`` of any network here; ``'arch'`` picks the class,
+    ``'decoder'`` a time-decoded direct-mode variant)."""
     cfg = dict(config)
     arch = str(cfg.pop("arch", "")).lower()
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown network architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    decoder = cfg.pop("decoder", None)
+    if decoder is not None:
+        if (arch, decoder) not in DECODERS:
+            raise ValueError(f"network architecture {arch!r} has no {decoder!r} decoder; known: "
+                             f"{sorted(DECODERS)}")
+        return DECODERS[(arch, decoder)](**cfg)
     return ARCHITECTURES[arch](**cfg)
 
 
@@ -55,7 +65,9 @@ def model_from_spec(arch: str, spec: FeatureSpec, **options: Any) -> nn.Module:
 __all__ = [
     "ARCHITECTURES",
     "CNN",
+    "DECODERS",
     "EGCN",
+    "EGCNDirect",
     "GCN",
     "SCALAR_FEATURES",
     "SCALAR_OUTPUTS",

@@ -421,13 +421,8 @@ class EGCN(nn.Module):
         if self.scalar_skip is not None:
             nn.init.zeros_(self.scalar_skip.weight)
 
-    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
-                edge_attr: Tensor | None = None) -> dict[str, Tensor]:
-        """Predict ``{'velocity': (n, 2), <scalar output>: (n,), ...}`` on ``graph`` (Data or Batch).
-
-        ``graph`` supplies ``pos`` (n, 2) and ``edge_index`` (2, E); ``scalars`` is ``(n, S)``,
-        ``vectors`` ``(n, C_v, 2)``; ``edge_attr`` (E, edge_attr_dim) must be invariant.
-        """
+    def _trunk_xy(self, graph: Any, scalars: Tensor, vectors: Tensor,
+                  edge_attr: Tensor | None) -> tuple[Tensor, Tensor, EdgeGeometry]:
         pos, edge_index = graph_parts(graph)
         check_inputs(self, pos, scalars, vectors)
         vec = edge_vectors(graph, pos, edge_index).to(scalars.dtype)
@@ -439,6 +434,23 @@ class EGCN(nn.Module):
             if self.normalize:
                 h = nn.functional.layer_norm(h, h.shape[-1:])
                 v = v / torch.sqrt(1.0 + (v * v).sum(1).mean(-1))[:, None, None]
+        return h, v, geom
+
+    def trunk(self, graph: Any, scalars: Tensor, vectors: Tensor,
+              edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Encoder and message-passing layers only: ``h`` ``(n, hidden)`` (invariant) and ``V``
+        ``(n, vector_hidden, 2)`` (equivariant), before the output heads."""
+        h, v, _ = self._trunk_xy(graph, scalars, vectors, edge_attr)
+        return h, v.transpose(1, 2)
+
+    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
+                edge_attr: Tensor | None = None) -> dict[str, Tensor]:
+        """Predict ``{'velocity': (n, 2), <scalar output>: (n,), ...}`` on ``graph`` (Data or Batch).
+
+        ``graph`` supplies ``pos`` (n, 2) and ``edge_index`` (2, E); ``scalars`` is ``(n, S)``,
+        ``vectors`` ``(n, C_v, 2)``; ``edge_attr`` (E, edge_attr_dim) must be invariant.
+        """
+        h, v, geom = self._trunk_xy(graph, scalars, vectors, edge_attr)
         _, vel = self.velocity_decoder.forward_xy(h, v, geom, edge_attr)
         vel = vel[:, :, 0] + (self.input_gate(h).unsqueeze(-1) * vectors).sum(1)
         out = {"velocity": vel}

@@ -103,6 +103,15 @@ class Normalizer(torch.nn.Module):
                 self.update(s, v)
         return self.finalize()
 
+    @torch.no_grad()
+    def zero_mean(self) -> Normalizer:
+        """Scale-only scalars: mean 0 and std the root mean square ``sqrt(std^2 + mean^2)``, so that
+        :meth:`decode` maps 0 to 0 (for outputs that are changes since an initial state)."""
+        rms = torch.sqrt(self.scalar_std ** 2 + self.scalar_mean ** 2)
+        self.scalar_std.copy_(torch.where(rms > 0, rms, torch.ones_like(rms)))
+        self.scalar_mean.zero_()
+        return self
+
     def encode(self, scalars: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised ``((s - mean) / std, v / scale)`` in the dtype of the inputs."""
         self._check(scalars, vectors)

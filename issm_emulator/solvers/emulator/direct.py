@@ -63,9 +63,39 @@ def _direct_inputs(net: BoundNetwork, state: ModelState, t: float) -> tuple[torc
     return net.inputs(arrays)
 
 
+#: the initial-state field each scalar output of a time-decoded network is a change of
+_INITIAL = {"thickness": lambda st: st.geometry.thickness, "ice_levelset": lambda st: st.masks.ice_levelset}
+
+
+def _decoded_predict(net: BoundNetwork, states: Sequence[ModelState], items: list[_DirectItem],
+                     on_done: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
+    """A time-decoded network: one trunk pass per member, its times decoded; initial state + changes."""
+    members = sorted({it.member for it in items})
+    inputs = [_direct_inputs(net, states[m], states[m].timestepping.start_time) for m in members]
+    times = [np.array([it.t - states[m].timestepping.start_time for it in items if it.member == m])
+             for m in members]
+    incs = dict(zip(members, net.predict_increments(inputs, times)))
+    cursor = dict.fromkeys(members, 0)
+    out = []
+    for it in items:
+        st = states[it.member]
+        d = incs[it.member][cursor[it.member]]
+        cursor[it.member] += 1
+        p = {"vx": np.asarray(st.vx, float) + d["vx"], "vy": np.asarray(st.vy, float) + d["vy"]}
+        for name in net.spec.scalar_outputs:
+            p[name] = np.asarray(_INITIAL[name](st), float) + d[name]
+        check_finite(p, it.k, it.t, st.yts, member_label(len(states), it.member))
+        out.append(p)
+    if on_done is not None:
+        on_done(len(items))
+    return out
+
+
 def _direct_predict(net: BoundNetwork, states: Sequence[ModelState], items: list[_DirectItem],
                     on_done: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
     """Predictions for (member, time) items, ``batch_size`` graphs per forward pass, inputs built lazily."""
+    if net.decodes_time:
+        return _decoded_predict(net, states, items, on_done)
     size = net.graphs_per_pass(len(items))
     out: list[dict[str, np.ndarray]] = []
     for start in range(0, len(items), size):

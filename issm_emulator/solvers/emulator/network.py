@@ -208,6 +208,7 @@ class BoundNetwork:
         self._batches: dict[int, Any] = {}
         self.forward_passes = 0
         self.graphs_evaluated = 0
+        self.decoded_times = 0
         self.threads_used: int | None = None
         self.compile_first_call_s: float | None = None
         self.compile_fallback: str | None = None
@@ -238,11 +239,63 @@ class BoundNetwork:
         log.info("torch.compile: first call (compilation included) took %.2f s", self.compile_first_call_s)
         return out
 
+    @property
+    def decodes_time(self) -> bool:
+        """Whether the network is time-decoded (:class:`~issm_emulator.nn.direct.EGCNDirect`): one trunk
+        pass per initial state, then :meth:`predict_increments` at any times."""
+        return bool(getattr(self.model, "decodes_time", False))
+
+    def predict_increments(self, items: list[tuple[torch.Tensor, torch.Tensor]], times: list[np.ndarray],
+                           chunk_times: int = 64) -> list[list[dict[str, np.ndarray]]]:
+        """Changes since the initial state of each item at its ``times`` (s since the start), SI float64.
+
+        ``items[m]`` are the (unnormalised) inputs of member ``m``'s initial state; up to the policy's
+        graphs per pass go through the trunk together, then each member's times are decoded
+        ``chunk_times`` at a time. Returns per member a list of ``{'vx', 'vy', <scalar outputs>}``, one per
+        time."""
+        if not self.decodes_time:
+            raise TypeError("predict_increments needs a time-decoded network (EGCNDirect)")
+        size = self.graphs_per_pass(len(items))
+        names = self.spec.scalar_outputs
+        onorm = self.ckpt.output_normalizer
+        out: list[list[dict[str, np.ndarray]]] = []
+        with torch.inference_mode(), intra_op_threads(self.policy.intra_op_threads(self.device, self.nv * size)):
+            self.threads_used = torch.get_num_threads()
+            v_scale = float(onorm.vector_scale[0])
+            s_std = onorm.scalar_std.to(self.device, self.dtype)
+            for start in range(0, len(items), size):
+                chunk = items[start:start + size]
+                s = torch.cat([c[0] for c in chunk])
+                v = torch.cat([c[1] for c in chunk])
+                s, v = self.ckpt.input_normalizer.encode(s, v)
+                a, vall = self.model.encode(self._batch(len(chunk)), s, v)
+                self.forward_passes += 1
+                self.graphs_evaluated += len(chunk)
+                for j in range(len(chunk)):
+                    rows = slice(j * self.nv, (j + 1) * self.nv)
+                    t_all = np.asarray(times[start + j], float)
+                    member: list[dict[str, np.ndarray]] = []
+                    for t0 in range(0, t_all.size, chunk_times):
+                        t = torch.as_tensor(t_all[t0:t0 + chunk_times], dtype=self.dtype, device=self.device)
+                        res = self.model.decode((a[rows], vall[rows]), t)
+                        vel = (res["velocity"] * v_scale).to("cpu", torch.float64).numpy()      # (nv, K, 2)
+                        sc = [(res[n] * s_std[i]).to("cpu", torch.float64).numpy() for i, n in enumerate(names)]
+                        for q in range(t.shape[0]):
+                            d = {"vx": vel[:, q, 0].copy(), "vy": vel[:, q, 1].copy()}
+                            for n, arr in zip(names, sc):
+                                d[n] = arr[:, q].copy()
+                            member.append(d)
+                    self.decoded_times += t_all.size
+                    out.append(member)
+        return out
+
     def runtime_info(self) -> dict[str, Any]:
         """What the solve's ``info`` reports about the forward passes."""
         info: dict[str, Any] = {"forward_passes": self.forward_passes,
                                 "graphs_evaluated": self.graphs_evaluated, "torch_threads": self.threads_used,
                                 "compiled": self._run is not self.model}
+        if self.decodes_time:
+            info["decoded_times"] = self.decoded_times
         if self.compile_first_call_s is not None:
             info["compile_first_call_s"] = self.compile_first_call_s
         if self.compile_fallback is not None:
