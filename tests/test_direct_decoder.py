@@ -125,3 +125,23 @@ def test_train_and_run_decoded_direct_mode(ens, tmp_path):
     info = res[0].info
     assert info["graphs_evaluated"] == 2 and info["decoded_times"] == 8   # one trunk pass per member
     np.testing.assert_allclose(res[0].steps[-1]["Thickness"], res[1].steps[-1]["Thickness"])
+
+
+def test_evaluate_decoded_direct_checkpoint(ens, tmp_path):
+    from issm_emulator.learning.evaluate import evaluate
+
+    out = train(ens, model="egcn", mode="direct", out=tmp_path / "d.pt", epochs=2, hidden=8, layers=1,
+                batch_size=2, progress=False)
+    res = evaluate(out, ens, "test", out_dir=tmp_path / "ev", plots=False)
+    assert res.method == "direct-decoded"
+    from issm_emulator.learning.dataset import DirectDataset
+    from issm_emulator.learning.evaluate import _rollout_states
+
+    ds = DirectDataset(ens, "test")
+    state = _rollout_states(ds)[0]
+    run = res.runs[0]
+    times = [(t - float(state.timestepping.start_time) / YTS) * YTS + state.timestepping.start_time
+             for t in run.time]
+    pred = rollout_direct(out, state, times)
+    # the evaluation's predictions are the runtime's (same trunk pass and decoder)
+    np.testing.assert_allclose(run.pred["thickness"], np.stack([p["thickness"] for p in pred]), rtol=1e-5)

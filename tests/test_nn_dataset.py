@@ -115,3 +115,29 @@ def test_times_subset_and_errors(ens, tmp_path):
         DirectDataset(tmp_path / "old.nc")
     with pytest.raises(FileNotFoundError):
         DirectDataset(tmp_path / "nothing")
+
+
+def test_step_input_noise_is_smooth_consistent_and_reproducible(ens):
+    clean = StepDataset(ens, "train")
+    noisy = StepDataset(ens, "train", input_noise=20.0)
+    p, k = clean.samples[1]
+    a = clean.input_arrays(p, k)
+    torch.manual_seed(5)
+    b = noisy.input_arrays(p, k)
+    dh = b["thickness"] - a["thickness"]
+    ice = (a["ice_levelset"] < 0) & (a["thickness"] > 1.0)
+    assert np.all(dh[~ice] == 0) and dh[ice].std() > 5.0
+    floating = a["ocean_levelset"] < 0
+    # flotation kept: (surface - base) is the new thickness, and floating ice moves base and surface together
+    np.testing.assert_allclose(b["surface"] - b["base"], a["surface"] - a["base"] + dh, atol=1e-9)
+    grounded = ~floating
+    np.testing.assert_allclose(b["base"][grounded], a["base"][grounded])
+    torch.manual_seed(5)
+    np.testing.assert_array_equal(noisy.input_arrays(p, k)["thickness"], b["thickness"])   # seeded: same draw
+    assert not np.array_equal(noisy.input_arrays(p, k)["thickness"], b["thickness"])       # next draw differs
+    s_clean, _ = clean.inputs(a)
+    s_noisy, _ = noisy.inputs(b)
+    assert not torch.equal(s_clean, s_noisy)
+    torch.testing.assert_close(noisy[0].y_velocity, clean[0].y_velocity)                  # targets unchanged
+    with pytest.raises(DatasetError, match="input_noise"):
+        StepDataset(ens, "train", input_noise=-1.0)

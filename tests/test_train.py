@@ -85,7 +85,9 @@ def test_checkpoint_manifest_round_trip(ens, tmp_path):
     d = DirectDataset(ens, "train")
     assert ck.mode == "direct" and m["arch"] == "egcn" and ck.spec == d.spec
     assert m["forcing_ranges"]["melt_rate"] == pytest.approx([5.0 / YTS, 15.0 / YTS])
-    assert m["forcing_ranges"]["time"] == pytest.approx([YTS, 3 * YTS])
+    # EGCN direct mode is time-decoded: exact at t = 0, so its time range starts there
+    assert m["forcing_ranges"]["time"] == pytest.approx([0.0, 3 * YTS])
+    assert ck.model.config["decoder"] == "increment"
     assert m["units"]["melt_rate"] == "m/s" and m["package_version"]
     assert m["extra"]["train_values"] == [5.0, 15.0] and m["extra"]["validation_values"] == [10.0]
     with warnings.catch_warnings():

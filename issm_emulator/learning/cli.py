@@ -42,12 +42,15 @@ from issm_emulator.errors import IssmEmulatorError
               help="Direct mode: 'increment' = one graph pass per run and a time decoder predicting the change "
                    "since the initial state (EGCN); 'none' = time as an input (the seed's method); 'auto' = "
                    "increment for EGCN, none otherwise.")
+@click.option("--input-noise", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Step mode: std (m) of a smooth thickness perturbation of the training inputs, so the network "
+                   "learns to correct the drift of its own rollouts.")
 @click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
-                  resume: bool, no_progress: bool) -> None:
+                  input_noise: float, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
     from issm_emulator.learning.train import history_paths, train
 
@@ -59,7 +62,7 @@ def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: 
                      lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
                      progress=not no_progress, time_stride=time_stride,
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
-                     decoder=None if decoder == "none" else decoder)
+                     decoder=None if decoder == "none" else decoder, input_noise=input_noise)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

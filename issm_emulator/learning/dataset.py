@@ -478,12 +478,55 @@ class DirectRunDataset(DirectDataset):
 
 
 class StepDataset(EnsembleDataset):
-    """Step mode: geometry, masks, forcing and velocity of output ``k - 1`` -> velocity of output ``k``."""
+    """Step mode: geometry, masks, forcing and velocity of output ``k - 1`` -> velocity of output ``k``.
+
+    ``input_noise`` (m, default 0) trains for rollouts: every time a sample is drawn, the input thickness
+    gets a smooth random perturbation of that standard deviation where there is ice (white noise averaged
+    twice over each vertex's neighbours, rescaled), with surface and base moved consistently (grounded ice:
+    the surface; floating ice: both, by flotation), and the gradients follow. The target velocity is kept,
+    so the network learns to map geometries a little off the training trajectories, as its own rollouts
+    produce, back to the velocity of the true geometry. Noise is drawn from torch's generator, so a seeded
+    training is reproducible.
+    """
 
     mode = "step"
 
+    def __init__(self, *args: Any, input_noise: float = 0.0, **kwargs: Any):
+        if not (np.isfinite(input_noise) and input_noise >= 0):
+            raise DatasetError(f"input_noise must be a non-negative thickness (m), got {input_noise!r}")
+        self.input_noise = float(input_noise)
+        super().__init__(*args, **kwargs)
+        self._neighbours = None
+
+    def _smooth_noise(self, nv: int) -> np.ndarray:
+        if self._neighbours is None:
+            import scipy.sparse as sp
+
+            src, dst = self._edge_index
+            adj = sp.csr_matrix((np.ones(src.size), (dst, src)), shape=(nv, nv)) + sp.identity(nv, format="csr")
+            self._neighbours = sp.diags(1.0 / np.asarray(adj.sum(1)).ravel()) @ adj
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,)).item())
+        eps = np.random.default_rng(seed).standard_normal(nv)
+        eps = self._neighbours @ (self._neighbours @ eps)
+        return eps / max(float(eps.std()), 1e-12)
+
     def input_arrays(self, position: int, k: int) -> dict[str, Any]:
-        return self.state_arrays(position, k - 1)
+        arrays = self.state_arrays(position, k - 1)
+        if self.input_noise <= 0:
+            return arrays
+        h = np.asarray(arrays["thickness"], float)
+        ice = (np.asarray(arrays["ice_levelset"], float) < 0) & (h > 1.0)
+        dh = np.where(ice, self.input_noise * self._smooth_noise(h.size), 0.0)
+        dh = np.maximum(h + dh, np.minimum(h, 1.0)) - h               # never below 1 m (or below the data)
+        static = self.run_arrays(position).static
+        ratio = float(np.nanmean(static["rho_ice"]) / np.nanmean(static["rho_water"])) \
+            if "rho_ice" in static and "rho_water" in static else 917.0 / 1023.0
+        floating = np.asarray(arrays["ocean_levelset"], float) < 0
+        arrays = dict(arrays)
+        arrays["thickness"] = h + dh
+        arrays["base"] = np.asarray(arrays["base"], float) - np.where(floating, ratio * dh, 0.0)
+        arrays["surface"] = np.asarray(arrays["surface"], float) + np.where(floating, (1.0 - ratio) * dh, dh)
+        return arrays
 
 
 def make_dataset(mode: str, data: str | os.PathLike, split: str | None = "train", *, decoder: str | None = None,

@@ -122,7 +122,8 @@ def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
     for i in range(len(dataset)):
         s = dataset[i]
         inp.update(s.scalars, s.vectors)
-        out.update(s.y_scalars.reshape(-1, m), s.y_velocity.reshape(-1, 1, 2))
+        rows = s.y_velocity.numel() // 2
+        out.update(s.y_scalars.reshape(rows, m), s.y_velocity.reshape(rows, 1, 2))
     inp.finalize()
     out.finalize()
     if increments:  # changes since t = 0 are scaled, never shifted: zero stays zero
@@ -229,7 +230,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
-          decoder: str | None = "auto") -> Path:
+          decoder: str | None = "auto", input_noise: float = 0.0) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -259,6 +260,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         :class:`~issm_emulator.nn.direct.EGCNDirect`: one graph pass per run, outputs = changes since the
         initial state, exactly the initial state at ``t = 0``), None (time as one more input, the seed's
         method), or ``'auto'``: ``'increment'`` for EGCN direct mode, None otherwise
+    input_noise : step mode: standard deviation (m) of the smooth thickness perturbation of the training
+        inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
 
     Returns
     -------
@@ -298,7 +301,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           grad_clip=grad_clip, parameters=parameters, moving_front=moving_front,
                           split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
-                          callback=callback, decoder=decoder,
+                          callback=callback, decoder=decoder, input_noise=input_noise,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -310,11 +313,14 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
-           decoder: str | None = None) -> Path:
+           decoder: str | None = None, input_noise: float = 0.0) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
-    train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw)
+    noise = {"input_noise": input_noise} if input_noise else {}
+    if noise and mode != "step":
+        raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
+    train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw, **noise)
     if len(train_ds) == 0:
         raise DatasetError(f"{train_ds.path}: the training split has no samples")
     spec = train_ds.spec
@@ -348,7 +354,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
               "hidden": hidden, "layers": layers, "patience": patience, "lr_schedule": lr_schedule,
               "lr_decay": lr_decay, "weight_decay": weight_decay, "grad_clip": grad_clip,
               "model_options": dict(model_options), "world_size": world, "device": str(dev.type),
-              "decoder": decoder}
+              "decoder": decoder, "input_noise": input_noise}
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
