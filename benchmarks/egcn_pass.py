@@ -32,6 +32,7 @@ tests/test_nn_egcn.py; here the largest relative difference of the outputs is pr
 from __future__ import annotations
 
 import argparse
+import builtins
 import platform
 import resource
 import statistics
@@ -474,8 +475,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=9, help="timed passes per case, >= 7 (default: 9)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of the new pass")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "performance.md",
+                    help="markdown file whose 'egcn-pass' section is rewritten")
+    ap.add_argument("--no-write", action="store_true", help="print only")
     opts = ap.parse_args(argv)
     repeats = max(7, opts.repeats)
+    lines: list[str] = []
+
+    def print(*a: Any, end: str = "\n", **kw: Any) -> None:  # noqa: A001 - echo and keep for the report
+        text = " ".join(str(x) for x in a) + end
+        lines.append(text)
+        builtins.print(*a, end=end, **kw)
 
     g = pig_size_graph()
     n, e = g.num_nodes, g.edge_index.shape[1]
@@ -529,6 +539,12 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{counted / 1e9:.3f} | {flops / (r['median'] * 1e6):.1f} | {mm:.1f} | {r['median'] / floor_ms:.2f} | "
               f"{r['faults']:.0f} |")
     print("\nfloor ratio = (ms/pass) / (nominal FLOPs / torch.matmul rate); speed-up = old eager median / median")
+    if not opts.no_write:
+        from report import machine_line, write_section
+
+        text = "".join(lines).replace("# EGCN forward pass:", "## EGCN forward pass (`benchmarks/egcn_pass.py`)\n\n"
+                                      + machine_line() + " Synthetic Pine-Island-sized graph:", 1)
+        write_section(opts.out, "egcn-pass", text, title="Performance")
 
 
 if __name__ == "__main__":

@@ -82,13 +82,17 @@ def load(checkpoint: Checkpoint | str | os.PathLike, device: Any = "cpu") -> Che
 # ----------------------------------------------------------------------------------------------------------
 # run-time policy: threads, graphs per pass, compilation
 # ----------------------------------------------------------------------------------------------------------
-#: CPU: intra-op threads for a pass of fewer than CPU_SMALL_PASS_VERTICES vertices (thread start-up and
-#: synchronisation cost more than they save on a small graph)
+#: CPU: intra-op threads for a pass of fewer than CPU_SMALL_PASS_VERTICES vertices. Measured
+#: (benchmarks/threads_batch.py, docs/performance.md): on the 2-core development machine 2 threads were
+#: 1.5-3x slower than 1 for every pass from 1.8k to 58k vertices (synchronisation and the per-edge
+#: memory-bound operations do not scale); above the measured range the cores are used
 CPU_THREADS_SMALL = 1
-CPU_SMALL_PASS_VERTICES = 8_000
+CPU_SMALL_PASS_VERTICES = 60_000
 #: CPU: most intra-op threads for larger passes
 CPU_THREADS_MAX = 4
-#: CPU: vertices per forward pass the default batch size aims at (larger batches lose cache locality)
+#: CPU: vertices per forward pass the default batch size aims at. Measured: per-graph time is flat from 1
+#: to 16 Pine Island graphs per pass (1.8k-29k vertices) and 15-20 % worse at 32, so one graph of the usual
+#: size per pass (smallest memory, no loss)
 CPU_BATCH_VERTICES = 2_000
 #: CUDA: vertices per forward pass of the default batch size (all graphs at once up to this)
 CUDA_BATCH_VERTICES = 2_000_000
