@@ -52,6 +52,8 @@ class DemoResult:
     speedup : ``wall_fem_s / wall_emulator_s`` or None
     metrics : comparison at the last output (:func:`compare_runs`), empty when no emulator ran
     checkpoint : the emulator's checkpoint file, or None
+    wall_direct_s, speedup_direct, metrics_direct : the same for the EGCN's direct mode (the bundled
+        time-decoded weights), None/empty when they are not at hand
     notes : messages printed about what could not be done (no weights, divergence)
     """
 
@@ -63,6 +65,9 @@ class DemoResult:
     speedup: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
+    wall_direct_s: float | None = None
+    speedup_direct: float | None = None
+    metrics_direct: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -143,6 +148,23 @@ def _find_checkpoint(checkpoint: Any) -> tuple[Any, str | None]:
     how = (f"get them with `issm-emulator fetch {name}` (one download, then offline) and run "
            f"`issm-emulator demo --checkpoint {name}`, or pass --checkpoint PATH to a checkpoint you trained")
     return None, f"No EGCN weights available ({why}). To compare with the emulator, {how}. Running fem only."
+
+
+def _direct_part(res: DemoResult, md: Any, ds_fem: Any, device: Any, say: Callable[[str], None]) -> None:
+    """The EGCN's direct mode on ``md`` (an unsolved copy of the demo's model), when its default (bundled)
+    weights are at hand."""
+    from issm_emulator import to_xarray, weights
+
+    try:
+        ckpt = weights.default_checkpoint(ARCH, "direct")
+    except weights.WeightsNotFoundError:
+        return
+    res.wall_direct_s = _quiet_solve(md, solver=ARCH, mode="direct", checkpoint=ckpt, device=device)
+    res.speedup_direct = res.wall_fem_s / res.wall_direct_s
+    m = res.metrics_direct = compare_runs(ds_fem, to_xarray(md))
+    say(f"egcn direct mode wall time {res.wall_direct_s:8.2f} s (one graph pass, a time decoder per output): "
+        f"speed-up over fem x{res.speedup_direct:.1f}; at t = {m['time_yr']:g} yr thickness RMSE "
+        f"{m['thickness_rmse_m']:.2f} m, speed RMSE {m['speed_rmse_myr']:.1f} m/yr")
 
 
 def _quiet_solve(md: Any, **kw: Any) -> float:
@@ -291,6 +313,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
 
     ckpt, why_not = _find_checkpoint(checkpoint)
     md_emu = copy.deepcopy(md) if ckpt is not None else None
+    md_direct = copy.deepcopy(md) if ckpt is not None and checkpoint is None else None
 
     res.wall_fem_s = _quiet_solve(md, solver="fem")
     say(f"fem  wall time {res.wall_fem_s:8.2f} s  (finite elements: SSA, mass transport, grounding line)")
@@ -331,6 +354,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
                     f"{m['ice_volume_emulator_m3'] / 1e9:.2f} km^3, difference {m['ice_volume_diff_m3'] / 1e9:+.3f} "
                     f"km^3 ({m['ice_volume_diff_pct']:+.3f} %; largest over the run "
                     f"{m['ice_volume_max_abs_diff_pct']:.3f} %)")
+
+    if md_direct is not None:  # the bundled weights: also show direct mode
+        _direct_part(res, md_direct, ds_fem, device, say)
 
     ds = _stack(datasets)
     ds.attrs.update(title="issm-emulator demo: Pine Island Glacier, fem and EGCN", melt_rate_m_per_yr=melt_rate,
