@@ -10,12 +10,15 @@ any elapsed time ``t``, with ``\tau = t / T`` (``T`` = :attr:`time_scale`, the l
 .. math::
     z_i(\tau) &= \mathrm{SiLU}\big(A h_i + B\,\psi(\tau) + b\big) \\
     \Delta s_i(\tau) &= \tau\, C z_i(\tau) \\
-    \Delta u_i(\tau) &= \tau \sum_c \big(D z_i(\tau)\big)_c\, V_i^c
+    \Delta u_i(\tau) &= [\tau > 0] \sum_c \big(D z_i(\tau)\big)_c\, V_i^c
 
 with ``\psi(\tau) = [\tau, \tau^2, \sqrt{\tau}, \sin(k\pi\tau), \cos(k\pi\tau)]_{k=1..3}``. ``\Delta s`` are
 the invariant scalar outputs (thickness, ...), ``\Delta u`` the velocity change, an invariant-weighted sum
-of equivariant vectors, so the decoder keeps E(2) equivariance. The factor ``\tau`` makes the prediction at
-``t = 0`` exactly the initial state: error can only grow from zero. ``A h_i`` is computed once per vertex and
+of equivariant vectors, so the decoder keeps E(2) equivariance. The factor ``\tau`` makes the thickness at
+``t = 0`` exactly the initial one, and the thickness error can only grow from zero. The velocity is not
+continuous at ``t = 0``: ISSM's first output holds the stress balance of the initial geometry, which on Pine
+Island differs from the initial (observed) velocity by about 750 m/yr RMS, so its change is learned freely
+for ``t > 0`` and is exactly zero at ``t = 0`` (the indicator ``[\tau > 0]``). ``A h_i`` is computed once per vertex and
 ``B \psi(\tau)`` once per time, so ``K`` output times cost one trunk pass plus ``K`` small per-vertex maps.
 
 Outputs are increments in normalised units; the runtime and the trainer scale them with an output
@@ -118,7 +121,7 @@ class EGCNDirect(EGCN):
             t_feat = self.dec_t(time_features(tau))                                       # (n, K, D)
         z = torch.nn.functional.silu(a.unsqueeze(1) + t_feat)                             # (n, K, D)
         w = self.dec_v(z)                                                                # (n, K, C)
-        vel = torch.einsum("nkc,ncd->nkd", w, vall) * tau.unsqueeze(-1)
+        vel = torch.einsum("nkc,ncd->nkd", w, vall) * (tau > 0).to(a).unsqueeze(-1)
         out = {"velocity": vel}
         if self.dec_s is not None:
             s = self.dec_s(z) * tau.unsqueeze(-1)
