@@ -141,3 +141,36 @@ def test_step_input_noise_is_smooth_consistent_and_reproducible(ens):
     torch.testing.assert_close(noisy[0].y_velocity, clean[0].y_velocity)                  # targets unchanged
     with pytest.raises(DatasetError, match="input_noise"):
         StepDataset(ens, "train", input_noise=-1.0)
+
+
+def test_step_noise_with_ssa_targets_solves_the_perturbed_geometry(ens):
+    from issm_emulator.physics.ssa import solve_ssa
+
+    clean = StepDataset(ens, "train")
+    noisy = StepDataset(ens, "train", input_noise=30.0, noise_targets="ssa")
+    torch.manual_seed(2)
+    sample = noisy[1]
+    p, k = noisy.samples[1]
+    torch.manual_seed(2)
+    arrays = noisy.input_arrays(p, k)
+    st = noisy.run_state(p)
+    f = noisy.run_arrays(p).fields
+    ref = solve_ssa(st, thickness=arrays["thickness"], surface=arrays["surface"], base=arrays["base"],
+                    ocean_levelset=arrays["ocean_levelset"], ice_levelset=arrays["ice_levelset"],
+                    vx0=f["vx"][k], vy0=f["vy"][k])
+    np.testing.assert_allclose(sample.y_velocity[:, 0].numpy(), ref.vx, rtol=1e-5, atol=1e-12)
+    # a thicker or thinner shelf flows differently: the target moved off the clean one
+    assert not torch.allclose(sample.y_velocity, clean[1].y_velocity)
+    with pytest.raises(DatasetError, match="noise_targets"):
+        StepDataset(ens, "train", input_noise=1.0, noise_targets="other")
+
+
+def test_step_training_with_ssa_noise_runs(ens, tmp_path):
+    from issm_emulator.learning.train import train
+
+    out = train(ens, model="egcn", mode="step", out=tmp_path / "n.pt", epochs=2, hidden=8, layers=1, batch_size=2,
+                progress=False, input_noise=20.0, noise_targets="ssa")
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+
+    tr = load_checkpoint(out).extra["training"]
+    assert tr["input_noise"] == 20.0 and tr["noise_targets"] == "ssa"

@@ -45,12 +45,15 @@ from issm_emulator.errors import IssmEmulatorError
 @click.option("--input-noise", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Step mode: std (m) of a smooth thickness perturbation of the training inputs, so the network "
                    "learns to correct the drift of its own rollouts.")
+@click.option("--noise-targets", type=click.Choice(["keep", "ssa"]), default="keep", show_default=True,
+              help="With --input-noise: keep the true velocity as the target, or solve the stress balance of the "
+                   "perturbed geometry with fem (ssa).")
 @click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
-                  input_noise: float, resume: bool, no_progress: bool) -> None:
+                  input_noise: float, noise_targets: str, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
     from issm_emulator.learning.train import history_paths, train
 
@@ -62,7 +65,8 @@ def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: 
                      lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
                      progress=not no_progress, time_stride=time_stride,
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
-                     decoder=None if decoder == "none" else decoder, input_noise=input_noise)
+                     decoder=None if decoder == "none" else decoder, input_noise=input_noise,
+                     noise_targets=noise_targets)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

@@ -380,6 +380,43 @@ class EnsembleDataset(Dataset):
         """The input feature arrays of sample ``(position, k)``; defined by each mode's subclass."""
         raise TypeError(f"{type(self).__name__} has no mode: use DirectDataset or StepDataset (make_dataset)")
 
+    def ensemble_spec(self) -> Any:
+        """The :class:`~issm_emulator.datasets.spec.EnsembleSpec` recorded in the file's attributes."""
+        from issm_emulator.datasets.spec import EnsembleSpec
+
+        a = self.ds.attrs
+        js = lambda name: _parse_json_attr(self.ds, name)  # noqa: E731
+        return EnsembleSpec(scenario=a["scenario"], parameter=a["parameter"],
+                            values=[float(v) for v in np.asarray(self.ds[a["parameter"]].values)],
+                            units=a.get("parameter_units") or None, scenario_kwargs=js("scenario_kwargs") or {},
+                            years=js("years"), time_step=js("time_step"), output_frequency=js("output_frequency"),
+                            name=a.get("ensemble", ""))
+
+    def run_state(self, position: int) -> Any:
+        """The :class:`~issm_emulator.state.ModelState` of a run's initial state, rebuilt from the ensemble's
+        recorded scenario (cached); raises :class:`DatasetError` when it does not reproduce the stored one."""
+        position = int(position)
+        cache = self.__dict__.setdefault("_states", {})
+        if position in cache:
+            return cache[position]
+        import contextlib
+        import io
+
+        from issm_emulator.datasets.member import request_masks
+        from issm_emulator.issm.adapter import read_model
+
+        ra = self.run_arrays(position)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            md = self.ensemble_spec().build_model(ra.value)
+        request_masks(md)
+        md.transient.requested_outputs = list(md.transient.requested_outputs) + ["Thickness", "Vx", "Vy"]
+        st = read_model(md, "Transient")
+        if st.numberofvertices != self.mesh.nv or not np.allclose(st.geometry.thickness, ra.fields["thickness"][0]):
+            raise DatasetError(f"the rebuilt model of run {ra.run} does not reproduce the stored initial state")
+        cache[position] = st
+        return st
+
     # ------------------------------------------------------------------ Dataset protocol
     def __len__(self) -> int:
         return len(self.samples)
@@ -402,6 +439,7 @@ class EnsembleDataset(Dataset):
         state = dict(self.__dict__)
         state["ds"] = None
         state["_cache"] = OrderedDict()
+        state.pop("_states", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -487,16 +525,51 @@ class StepDataset(EnsembleDataset):
     so the network learns to map geometries a little off the training trajectories, as its own rollouts
     produce, back to the velocity of the true geometry. Noise is drawn from torch's generator, so a seeded
     training is reproducible.
+
+    ``noise_targets='ssa'`` replaces that target by the stress balance of the **perturbed** geometry, solved
+    by ``fem``'s SSA (:func:`~issm_emulator.physics.ssa.solve_ssa`, warm-started from the true velocity) on
+    the run's rebuilt model (:meth:`run_state`): the network then learns how the velocity answers a geometry
+    off the training trajectories, which is what a rollout needs, instead of learning to ignore the change.
+    Step-mode networks predict velocity only (no scalar outputs).
     """
 
     mode = "step"
 
-    def __init__(self, *args: Any, input_noise: float = 0.0, **kwargs: Any):
+    def __init__(self, *args: Any, input_noise: float = 0.0, noise_targets: str = "keep", **kwargs: Any):
         if not (np.isfinite(input_noise) and input_noise >= 0):
             raise DatasetError(f"input_noise must be a non-negative thickness (m), got {input_noise!r}")
+        if noise_targets not in ("keep", "ssa"):
+            raise DatasetError(f"noise_targets must be 'keep' or 'ssa', got {noise_targets!r}")
         self.input_noise = float(input_noise)
+        self.noise_targets = noise_targets
         super().__init__(*args, **kwargs)
         self._neighbours = None
+        self._pmesh_ssa = None
+
+    def __getitem__(self, index: int) -> Data:
+        if self.input_noise <= 0 or self.noise_targets == "keep":
+            return super().__getitem__(index)
+        # 'ssa': the target is the stress balance of the perturbed geometry, solved by fem's SSA from the
+        # true velocity, so the network learns how the velocity answers a geometry off the trajectory
+        from issm_emulator.physics.fe import P1Mesh
+        from issm_emulator.physics.ssa import solve_ssa
+
+        p, k = self.samples[index]
+        arrays = self.input_arrays(p, k)
+        state = self.run_state(p)
+        if self._pmesh_ssa is None:
+            self._pmesh_ssa = P1Mesh.from_mesh(state.mesh)
+        f = self.run_arrays(p).fields
+        sol = solve_ssa(state, thickness=arrays["thickness"], surface=arrays["surface"], base=arrays["base"],
+                        ocean_levelset=arrays["ocean_levelset"], ice_levelset=arrays["ice_levelset"],
+                        vx0=f["vx"][k], vy0=f["vy"][k], mesh=self._pmesh_ssa)
+        scalars, vectors = self.inputs(arrays)
+        y_vel = torch.as_tensor(np.stack([sol.vx, sol.vy], axis=1), dtype=self.dtype)
+        g = self.graph
+        return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
+                    num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, y_velocity=y_vel,
+                    y_scalars=torch.zeros((g.num_nodes, 0), dtype=self.dtype), run=torch.tensor([p]),
+                    k=torch.tensor([k]))
 
     def _smooth_noise(self, nv: int) -> np.ndarray:
         if self._neighbours is None:

@@ -32,7 +32,6 @@ set (the FE run's level set; for direct predictions the flotation level set
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
@@ -185,45 +184,9 @@ def _series(pm: P1Mesh, h: np.ndarray, phi: np.ndarray, ice: np.ndarray) -> tupl
     return vol, float(np.sum(a * _masks.grounded_portion(e, phi)))
 
 
-def _spec_from_attrs(ds: Any) -> Any:
-    from issm_emulator.datasets.spec import EnsembleSpec
-
-    a = ds.attrs
-
-    def js(name: str) -> Any:
-        raw = a.get(name)
-        return json.loads(raw) if isinstance(raw, str) and raw else None
-
-    return EnsembleSpec(scenario=a["scenario"], parameter=a["parameter"],
-                        values=[float(v) for v in np.asarray(ds[a["parameter"]].values)],
-                        units=a.get("parameter_units") or None, scenario_kwargs=js("scenario_kwargs") or {},
-                        years=js("years"), time_step=js("time_step"), output_frequency=js("output_frequency"),
-                        name=a.get("ensemble", ""))
-
-
 def _rollout_states(dataset: Any) -> list[Any]:
     """The rebuilt initial model states of the dataset's runs (raises when they cannot be rebuilt)."""
-    import contextlib
-    import io
-
-    from issm_emulator.datasets.member import request_masks
-    from issm_emulator.issm.adapter import read_model
-
-    spec = _spec_from_attrs(dataset.ds)
-    states = []
-    for p in dataset.run_positions:
-        value = dataset.run_arrays(p).value
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            md = spec.build_model(value)
-        request_masks(md)
-        md.transient.requested_outputs = list(md.transient.requested_outputs) + ["Thickness", "Vx", "Vy"]
-        st = read_model(md, "Transient")
-        ra = dataset.run_arrays(p)
-        if st.numberofvertices != dataset.mesh.nv or not np.allclose(st.geometry.thickness, ra.fields["thickness"][0]):
-            raise ValueError(f"the rebuilt model of run {ra.run} does not reproduce the stored initial state")
-        states.append(st)
-    return states
+    return [dataset.run_state(p) for p in dataset.run_positions]
 
 
 # --------------------------------------------------------------------------------------------- evaluate

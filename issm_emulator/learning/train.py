@@ -230,7 +230,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
-          decoder: str | None = "auto", input_noise: float = 0.0) -> Path:
+          decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep") -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -262,6 +262,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         method), or ``'auto'``: ``'increment'`` for EGCN direct mode, None otherwise
     input_noise : step mode: standard deviation (m) of the smooth thickness perturbation of the training
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
+    noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
+        balance of the perturbed geometry solved by ``fem`` (the ensemble's models are rebuilt for it)
 
     Returns
     -------
@@ -302,6 +304,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
                           callback=callback, decoder=decoder, input_noise=input_noise,
+                          noise_targets=noise_targets,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -313,11 +316,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
-           decoder: str | None = None, input_noise: float = 0.0) -> Path:
+           decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep") -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
-    noise = {"input_noise": input_noise} if input_noise else {}
+    noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
     if noise and mode != "step":
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
     train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw, **noise)
@@ -354,7 +357,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
               "hidden": hidden, "layers": layers, "patience": patience, "lr_schedule": lr_schedule,
               "lr_decay": lr_decay, "weight_decay": weight_decay, "grad_clip": grad_clip,
               "model_options": dict(model_options), "world_size": world, "device": str(dev.type),
-              "decoder": decoder, "input_noise": input_noise}
+              "decoder": decoder, "input_noise": input_noise, "noise_targets": noise_targets}
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
