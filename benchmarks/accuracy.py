@@ -27,6 +27,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS_TITLE, SCENARIOS, find_checkpoints, fmt, missing_checkpoints, set_threads  # noqa: E402
@@ -118,11 +120,53 @@ def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
         runs = sorted({(r["run"], r[param]) for r in ev.rows if r["run"] != "overall"})
         nv = int(ev.runs[0].true["vx"].shape[1]) if ev.runs else None
         results.append({"ckpt": c, "overall": _overall(ev.rows), "method": ev.method, "wall": wall, "nv": nv,
-                        "runs": runs, "training": _training(c.path), "extrapolation": extrap})
+                        "runs": runs, "training": _training(c.path), "extrapolation": extrap,
+                        "series": rmse_series(ev.runs)})
         o = _overall(ev.rows)
         print(f"  {ev.method}, {wall:.0f} s: thickness RMSE {fmt(o[('thickness', 'all')]['rmse'])} m, "
               f"speed RMSE {fmt(o[('speed', 'all')]['rmse'])} m/yr", flush=True)
     return results, notes
+
+
+def rmse_series(runs) -> tuple[np.ndarray, np.ndarray]:
+    """``(time in years since the start, thickness RMSE (m))``: pooled over the runs at each output."""
+    if not runs:
+        return np.zeros(0), np.zeros(0)
+    t = np.asarray(runs[0].time, float)
+    err = np.stack([np.asarray(r.pred["thickness"], float) - np.asarray(r.true["thickness"], float)
+                    for r in runs if r.pred["thickness"].shape == runs[0].pred["thickness"].shape])
+    with np.errstate(invalid="ignore"):
+        rmse = np.sqrt(np.nanmean(err ** 2, axis=(0, 2)))
+    return t - t[0] + (t[1] - t[0] if t.size > 1 else 0.0), rmse
+
+
+def plot_series(results: list[dict], path: Path) -> Path | None:
+    """Thickness RMSE against simulated year, one line per network and mode, one panel per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    scens = [s for s in SCENARIOS if any(r["ckpt"].scenario == s and r["series"][0].size for r in results)]
+    if not scens:
+        return None
+    fig, axes = plt.subplots(1, len(scens), figsize=(6 * len(scens), 4), squeeze=False)
+    for ax, scen in zip(axes[0], scens):
+        for r in results:
+            t, e = r["series"]
+            if r["ckpt"].scenario == scen and t.size and np.isfinite(e).any():
+                ax.plot(t, e, ls="-" if r["ckpt"].mode == "step" else "--",
+                        label=f"{r['ckpt'].arch.upper()} {r['ckpt'].mode}")
+        ax.set_xlabel("simulated years")
+        ax.set_ylabel("thickness RMSE (m)")
+        ax.set_title(f"{SCENARIOS[scen]}: test runs")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _r(v: float) -> str:
@@ -262,6 +306,11 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     results, notes = evaluate_all(args)
     body = markdown(results, notes, args)
+    fig = plot_series(results, args.out.parent / "figures" / "thickness_rmse_time.png")
+    if fig is not None:
+        body += (f"\n\n![Thickness RMSE against simulated year]({fig.relative_to(args.out.parent).as_posix()})\n\n"
+                 "Thickness RMSE of each network, pooled over the test runs at each output "
+                 "(`benchmarks/accuracy.py`).")
     write_section(args.out, "accuracy", body, title=RESULTS_TITLE)
     print(body)
 
