@@ -32,3 +32,16 @@ def issm_data_dir(shared_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     """Point the data cache (``ISSM_EMULATOR_DATA_DIR``) at the shared ISSM data, or skip."""
     monkeypatch.setenv("ISSM_EMULATOR_DATA_DIR", str(shared_data_dir))
     return shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def ens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5-run square-melt ensemble (melt 0-20 m/yr, 26 vertices, 3 yearly steps), generated once per session
+    and shared read-only by the dataset, training and evaluation tests (split: train 5 and 15, validation
+    10, test 0 and 20 m/yr)."""
+    from issm_emulator.datasets import EnsembleSpec, generate_ensemble
+
+    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
+                        scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
+                        split_rule="square-melt")
+    return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)

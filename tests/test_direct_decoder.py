@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from issm_emulator.datasets import EnsembleSpec, generate_ensemble
 from issm_emulator.issm.adapter import read_model
 from issm_emulator.learning.dataset import DirectRunDataset, collate
 from issm_emulator.learning.train import train
@@ -87,13 +86,6 @@ def test_config_round_trip():
     with pytest.raises(ValueError, match="no 'increment' decoder"):
         build_model({**m.config, "arch": "gcn"})
 
-
-@pytest.fixture(scope="module")
-def ens(tmp_path_factory):
-    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
-                        scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
-                        split_rule="square-melt")
-    return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)
 
 
 def test_run_dataset_holds_increments(ens):

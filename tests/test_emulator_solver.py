@@ -19,8 +19,8 @@ from issm_emulator.errors import (
     UnsupportedOptionError,
 )
 from issm_emulator.issm.adapter import read_model
-from issm_emulator.solvers.emulator.checkpoint import CheckpointMismatchError
 from issm_emulator.plugins import manager
+from issm_emulator.solvers.emulator.checkpoint import CheckpointMismatchError
 from tests.modelfactory import make_square_shelf_md
 from tests.test_rollout import make_checkpoint
 

@@ -12,23 +12,15 @@ import torch
 import xarray as xr
 from click.testing import CliRunner
 
-from issm_emulator.datasets import EnsembleSpec, generate_ensemble
-from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 from issm_emulator.learning.cli import evaluate_command, train_command
 from issm_emulator.learning.dataset import DirectDataset
 from issm_emulator.learning.evaluate import RunPrediction, evaluate, regression_metrics, run_metrics
 from issm_emulator.learning.train import train
+from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
 YTS = 365.0 * 24 * 3600
 TINY = {"hidden": 8, "layers": 1, "batch_size": 2, "progress": False}
 
-
-@pytest.fixture(scope="module")
-def ens(tmp_path_factory):
-    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
-                        scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
-                        split_rule="square-melt")
-    return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)
 
 
 @pytest.fixture(scope="module")

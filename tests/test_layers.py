@@ -9,7 +9,6 @@ or through others. Imports inside functions count: a lazy import is still a depe
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest

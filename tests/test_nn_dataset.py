@@ -8,18 +8,10 @@ import pytest
 import torch
 import xarray as xr
 
-from issm_emulator.datasets import EnsembleSpec, generate_ensemble
 from issm_emulator.learning.dataset import DatasetError, DirectDataset, StepDataset, collate, make_dataset
 
 YTS = 365.0 * 24 * 3600
 
-
-@pytest.fixture(scope="module")
-def ens(tmp_path_factory):
-    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
-                        scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
-                        split_rule="square-melt")
-    return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)
 
 
 def test_ensemble_stores_initial_and_static_fields(ens):

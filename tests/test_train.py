@@ -14,22 +14,14 @@ import pytest
 import torch
 import xarray as xr
 
-from issm_emulator.datasets import EnsembleSpec, generate_ensemble
 from issm_emulator.errors import ExtrapolationWarning
-from issm_emulator.solvers.emulator.checkpoint import check_manifest, load_checkpoint
 from issm_emulator.learning.dataset import DirectDataset, StepDataset, collate
 from issm_emulator.learning.train import _evaluate_loss, history_paths, last_checkpoint_path, train
+from issm_emulator.solvers.emulator.checkpoint import check_manifest, load_checkpoint
 
 YTS = 365.0 * 24 * 3600
 TINY = {"hidden": 8, "layers": 1, "batch_size": 2, "progress": False}
 
-
-@pytest.fixture(scope="module")
-def ens(tmp_path_factory):
-    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
-                        scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
-                        split_rule="square-melt")
-    return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)
 
 
 def _weights(path):
