@@ -90,3 +90,46 @@ def fmt(v: Any, digits: int = 4) -> str:
             return "-"
         return f"{v:.{digits}g}"
     return str(v)
+
+
+def flops_per_pass(model: Any, graph: Any, n_scalars: int, n_vectors: int) -> float:
+    """FLOPs of one forward pass (``encode`` for a time-decoded network) on ``graph``, counted by
+    ``torch.utils.flop_counter`` on a float64 copy (the float32 CPU path calls oneDNN's fused kernel,
+    which the counter does not see)."""
+    import copy
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = copy.deepcopy(model).double().eval()
+    g = graph.clone()
+    g.pos = g.pos.double()
+    if getattr(g, "edge_vec", None) is not None:
+        g.edge_vec = g.edge_vec.double()
+    n = g.num_nodes
+    s = torch.zeros(n, n_scalars, dtype=torch.float64)
+    v = torch.ones(n, n_vectors, 2, dtype=torch.float64)
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        (m.encode if getattr(m, "decodes_time", False) else m)(g, s, v)
+    return float(fc.get_total_flops())
+
+
+def matmul_gflops(threads: int = 1, size: int = 2048, repeats: int = 5) -> float:
+    """Median rate (GFLOP/s) of a ``size``-cubed float32 ``torch.matmul`` on ``threads`` threads."""
+    import statistics
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return 2.0 * size ** 3 / statistics.median(times) / 1e9

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fmt, quiet  # noqa: E402
+from common import flops_per_pass, fmt, quiet  # noqa: E402
 from report import machine_line, write_section  # noqa: E402
 
 os.environ.setdefault("USER", "issm-emulator")
@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def pass_cost(ckpt, data: Path, repeats: int) -> tuple[float, float]:
     """``(GFLOP per graph pass, median ms per pass)`` on the ensemble's mesh, one thread."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from issm_emulator.learning.dataset import make_dataset
     from issm_emulator.solvers.emulator.network import intra_op_threads
@@ -58,16 +57,7 @@ def pass_cost(ckpt, data: Path, repeats: int) -> tuple[float, float]:
         else:
             model(sample, s, v)
 
-    # FLOPs on a float64 copy: the float32 CPU path calls oneDNN's fused kernel, which the counter misses
-    m64, s64, v64 = copy.deepcopy(model).double(), s.double(), v.double()
-    g64 = sample.clone()
-    g64.edge_vec = g64.edge_vec.double() if getattr(g64, "edge_vec", None) is not None else None
-    g64.pos = g64.pos.double()
-    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
-        if decoder:
-            m64.encode(g64, s64, v64)
-        else:
-            m64(g64, s64, v64)
+    gflop = flops_per_pass(model, sample, ckpt.spec.n_scalars, ckpt.spec.n_vectors) / 1e9
     with torch.inference_mode():
         times = []
         with intra_op_threads(1):
@@ -76,7 +66,7 @@ def pass_cost(ckpt, data: Path, repeats: int) -> tuple[float, float]:
                 t0 = time.perf_counter()
                 one()
                 times.append(time.perf_counter() - t0)
-    return fc.get_total_flops() / 1e9, 1e3 * statistics.median(times)
+    return gflop, 1e3 * statistics.median(times)
 
 
 def solve_time(path: Path, mode: str, years: float) -> tuple[float, float]:

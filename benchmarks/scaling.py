@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS_TITLE, fmt, quiet, set_threads, timed  # noqa: E402
+from common import RESULTS_TITLE, flops_per_pass, fmt, matmul_gflops, quiet, set_threads, timed  # noqa: E402
 from report import machine_line, write_section  # noqa: E402
 
 os.environ.setdefault("USER", "issm-emulator")
@@ -68,6 +68,17 @@ def measure(md, years: float, checkpoint: Path | None, device: str) -> dict:
                            device=device)
             out["egcn"] = w / years
             out["egcn_parts"] = {k: v / years for k, v in res.info.get("timings_s", {}).items()}
+            from issm_emulator.graph import mesh_graph
+            from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+
+            ck = load_checkpoint(checkpoint)
+            out["gflop_pass"] = flops_per_pass(ck.model, mesh_graph(state.mesh), ck.spec.n_scalars,
+                                               ck.spec.n_vectors) / 1e9
+            out["passes"] = int(res.info.get("graphs_evaluated", res.info.get("forward_passes", 0)))
+            t_net = res.info.get("timings_s", {}).get("network")
+            if t_net:
+                out["ms_pass"] = 1e3 * t_net / max(out["passes"], 1)
+                out["gflops"] = out["gflop_pass"] * out["passes"] / t_net
         except Exception as exc:  # noqa: BLE001 - e.g. divergence far from the training mesh
             out["egcn_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
     return out
@@ -88,18 +99,25 @@ def markdown(args, rows: list[dict]) -> str:
         f"grounding line remain. Checkpoint: `{args.checkpoint.name if args.checkpoint else 'none'}` (trained on "
         "the 3 km mesh; elsewhere only its cost is meaningful).",
         "",
+        f"Network cost: FLOPs of one pass (counted by `torch.utils.flop_counter`), the time per pass inside "
+        f"the solve, and the achieved rate, next to this machine's float32 `torch.matmul` rate (2048^3, one "
+        f"thread): {args.matmul:.1f} GFLOP/s. *Floor ratio* = time per pass / (FLOPs / matmul rate).",
+        "",
         "| vertices | elements | resolution (km) | fem (s/yr) | of which stress balance | egcn step (s/yr) | "
-        "of which network | mass transport (both) | fem / egcn |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "of which network | mass transport (both) | fem / egcn | GFLOP/pass | ms/pass | GFLOP/s | floor ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         fp, ep = r.get("fem_parts", {}), r.get("egcn_parts", {})
         eg = r.get("egcn")
         egs = fmt(eg, 3) if eg is not None else (f"failed: {r['egcn_error']}" if "egcn_error" in r else "-")
         ratio = f"{r['fem'] / eg:.2f}" if eg else "-"
+        floor = (r["ms_pass"] / (1e3 * r["gflop_pass"] / args.matmul)) if r.get("ms_pass") else None
         lines.append(f"| {r['nv']} | {r['ne']} | {r['resolution'] / 1e3:.2f} | {fmt(r['fem'], 3)} | "
                      f"{fmt(fp.get('stressbalance'), 3)} | {egs} | {fmt(ep.get('network'), 3)} | "
-                     f"{fmt(fp.get('masstransport'), 2)} / {fmt(ep.get('masstransport'), 2)} | {ratio} |")
+                     f"{fmt(fp.get('masstransport'), 2)} / {fmt(ep.get('masstransport'), 2)} | {ratio} | "
+                     f"{fmt(r.get('gflop_pass'), 3)} | {fmt(r.get('ms_pass'), 3)} | {fmt(r.get('gflops'), 3)} | "
+                     f"{fmt(floor, 3)} |")
     if len(rows) >= 2:
         import numpy as np
 
@@ -125,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    args.matmul = matmul_gflops(1)
     nv_ref = int(build(_REF_RES, args.years).mesh.numberofvertices)
     rows = []
     for n in args.sizes:
