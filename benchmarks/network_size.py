@@ -86,6 +86,34 @@ def solve_time(path: Path, mode: str, years: float) -> tuple[float, float]:
     return t_fem, time.perf_counter() - t0
 
 
+def equal_epoch_lines(paths: list[Path]) -> list[str]:
+    """Validation loss of every checkpoint at the last epoch they all reached, from the training histories
+    written beside them (``<stem>.history.csv``): a comparison at equal training, whatever each run's length.
+
+    Only checkpoints of the same mode are compared (their losses share a unit)."""
+    import csv
+
+    hist = {}
+    for p in paths:
+        h = p.with_name(p.stem + ".history.csv")
+        if h.is_file():
+            with h.open() as f:
+                hist[p] = {int(r["epoch"]): float(r["validation_loss"]) for r in csv.DictReader(f)}
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+
+    out = []
+    modes = {p: load_checkpoint(p).mode for p in hist}
+    for mode in sorted(set(modes.values())):
+        group = [p for p in hist if modes[p] == mode]
+        if len(group) < 2:
+            continue
+        common = min(max(hist[p]) for p in group)
+        best = {p: min(v for e, v in hist[p].items() if e <= common) for p in group}
+        out += ["", f"{mode} mode, at equal training (best validation loss up to epoch {common}, from the "
+                "training histories): " + "; ".join(f"`{p.name}` {best[p]:.4g}" for p in group) + "."]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -132,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{r['epochs']} | {r['params']} | {r['gflop']:.3f} | {r['ms']:.1f} | {fmt(r['h_rmse'])} | "
                      f"{r['h_r']:.5f} | {fmt(r['s_rmse'])} | {r['t_emu']:.2f} | {r['t_fem']:.2f} | "
                      f"{r['t_fem'] / r['t_emu']:.1f} |")
+    lines += equal_epoch_lines(args.checkpoints)
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

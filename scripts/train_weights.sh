@@ -17,6 +17,9 @@ if [ ${#models[@]} -eq 0 ]; then
           egcn-step-north79 egcn-direct-north79 gcn-step-north79 gcn-direct-north79 cnn-step-north79
           cnn-direct-north79)
 fi
+# epochs of egcn-direct-pig: where its published training was stopped (the learning-rate schedule is per
+# epoch, so a run with this --epochs reproduces it exactly)
+EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
@@ -28,8 +31,15 @@ for name in "${models[@]}"; do
     north79) ens=$data/north79-calving; stride=6; epochs=8 ;;  # 8 training runs, 20 of 120 outputs each
     *) echo "unknown scenario in $name" >&2; exit 2 ;;
   esac
+  decay=0.9; patience=4; extra=()
+  # the default step weights train for rollouts: smooth 10 m thickness noise on the inputs, the stress
+  # balance of the perturbed geometry (solved by fem) as the target
+  if [ "$arch-$mode-$scenario" = egcn-step-pig ]; then extra=(--input-noise 10 --noise-targets ssa); fi
+  # the EGCN's direct mode is time-decoded (one graph pass per run, all 240 monthly outputs as targets):
+  # many cheap epochs instead of few expensive ones
+  if [ "$arch-$mode-$scenario" = egcn-direct-pig ]; then stride=1; epochs=$EGCN_DIRECT_PIG_EPOCHS; decay=0.99; patience=40; fi
   echo "== $name: $(date -u +%FT%TZ)"
   "$bin" train --data "$ens" --model "$arch" --mode "$mode" --out "$out/$name.pt" --epochs "$epochs" \
-    --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay 0.9 --time-stride "$stride" --patience 4 \
-    --seed 0 --device cpu --no-progress --resume
+    --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
+    --patience "$patience" --seed 0 --device cpu --no-progress --resume "${extra[@]}"
 done

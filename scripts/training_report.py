@@ -2,7 +2,8 @@
 
 Usage: ``python scripts/training_report.py CKPT_DIR [--out docs/training.md]``. Reads every
 ``<name>.history.csv`` written by ``issm-emulator train`` beside the checkpoints and the checkpoints'
-manifests (configuration, training ranges); measures nothing itself.
+manifests (configuration, training ranges); measures nothing itself. Rows of weights that CKPT_DIR does not
+hold are kept as they are in the block (retraining some weights updates only their rows).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def main() -> None:
         nparam = sum(p.numel() for p in ck.model.parameters())
         rows.append(f"| `{name}` | {arch} {depth} x {width} | {len(recs)} | {best['epoch']} | "
                     f"{float(best['validation_loss']):.3g} | {sum(float(r['seconds']) for r in recs):.0f} | {nparam} |")
+    import re
+
+    mine = {re.match(r"\| `([^`]+)`", r).group(1) for r in rows[2:]}
+    text = args.out.read_text() if args.out.is_file() else ""
+    block = re.search(r"<!-- begin:histories -->(.*?)<!-- end:histories -->", text, re.S)
+    kept = [line for line in (block.group(1).splitlines() if block else [])
+            if (m := re.match(r"\| `([^`]+)`", line)) and m.group(1) not in mine]
+    rows = rows[:2] + sorted(rows[2:] + kept)
     body = "\n".join(["## Training histories (`scripts/training_report.py`)", "",
                       "Validation loss: mean squared error of the normalised outputs on the validation split "
                       "(velocity divided by its RMS, scalar outputs by their standard deviation).", "", *rows])

@@ -162,3 +162,16 @@ def test_cli_demo_bad_checkpoint_is_a_clear_error(offline, tmp_path):
                                   str(tmp_path / "o"), "--checkpoint", str(tmp_path / "missing.pt")])
     assert r.exit_code != 0
     assert "missing.pt" in r.output and "Traceback" not in r.output
+
+
+def test_demo_with_the_bundled_weights_also_runs_direct_mode(offline, tmp_path):
+    """The default demo (bundled step and direct weights) reports the EGCN's direct mode too, offline."""
+    from issm_emulator import weights
+
+    weights.default_checkpoint("egcn", "direct")  # bundled: the demo needs no network
+    lines: list[str] = []
+    res = run_demo(tmp_path / "out", years=0.25, resolution=RES, maps=False, melt_rate=30.0, echo=lines.append)
+    assert res.wall_direct_s is not None and res.wall_direct_s > 0
+    assert res.speedup_direct == pytest.approx(res.wall_fem_s / res.wall_direct_s)
+    assert np.isfinite(res.metrics_direct["thickness_rmse_m"])
+    assert any("direct mode" in line and "speed-up over fem" in line for line in lines)
