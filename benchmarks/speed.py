@@ -156,6 +156,8 @@ def ensemble(args, base, ckpts, devs) -> tuple[dict, list[dict]]:
     short = copy.deepcopy(eb)
     short.timestepping.final_time = short.timestepping.start_time + short.timestepping.time_step
     for c in ckpts:
+        if c.mode not in args.ensemble_modes:
+            continue
         for dev in devs:
             row = {"ckpt": c, "device": device_name(dev)}
             try:
@@ -227,6 +229,8 @@ def markdown(args, nv: int, ne: int, singles: list[tuple[int, dict, list[dict]]]
             "|---|---|---|---|---|---|",
             f"| fem (sequential) | - | cpu | {femE['wall']:.1f} | {60 * femE['members'] / femE['wall']:.2f} | 1 |",
         ]
+        if set(args.ensemble_modes) != {"step", "direct"}:
+            lines.append(f"| (only {', '.join(args.ensemble_modes)} mode timed here) | | | | | |")
         for r in rowsE:
             c = r["ckpt"]
             if "error" in r:
@@ -269,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fem-members", type=int, default=None,
                     help="time only this many fem members and scale to --members (default: all)")
     ap.add_argument("--ensemble-years", type=float, default=None, help="years of each member (default --years)")
+    ap.add_argument("--ensemble-modes", nargs="+", choices=["step", "direct"], default=["step", "direct"],
+                    help="emulator modes timed in the ensemble table (default both)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="members per forward pass (default: the runtime's policy)")
     ap.add_argument("--device", action="append", default=None, help="torch device(s) (default cpu [+ cuda])")
