@@ -59,6 +59,19 @@ def test_default_threads_by_pass_size(monkeypatch):
         RuntimePolicy(threads=0).intra_op_threads(CPU, 10)
 
 
+def test_idle_cores_follows_the_load(monkeypatch):
+    monkeypatch.setattr(network.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(network.os, "getloadavg", lambda: (1.0, 1.0, 1.0))   # only this process runs
+    assert network.idle_cores() == 4
+    monkeypatch.setattr(network.os, "getloadavg", lambda: (3.2, 3.0, 3.0))   # two other jobs busy
+    assert network.idle_cores() == 2
+    monkeypatch.setattr(network.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert network.idle_cores() == 1
+    monkeypatch.setenv("ISSM_EMULATOR_THREADS", "")
+    monkeypatch.setattr(network.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert RuntimePolicy().intra_op_threads(CPU, 1814) == min(4, network.CPU_THREADS_MAX)
+
+
 def test_threads_are_restored():
     before = torch.get_num_threads()
     other = 1 if before != 1 else 2

@@ -9,7 +9,8 @@ in ``docs/performance.md``), overridable per solve or by environment variable:
 
 * ``threads`` (``ISSM_EMULATOR_THREADS``): torch intra-op threads during the solve, restored afterwards.
   Default on a CPU: :data:`CPU_THREADS_SMALL` for passes of fewer than :data:`CPU_SMALL_PASS_VERTICES`
-  vertices, else every core torch sees, up to :data:`CPU_THREADS_MAX`. On CUDA torch's own setting is kept.
+  vertices, else the cores other work leaves idle (:func:`idle_cores`), up to :data:`CPU_THREADS_MAX`. On
+  CUDA torch's own setting is kept.
 * ``batch_size`` (``ISSM_EMULATOR_BATCH_SIZE``): most graphs per forward pass. Default: on a CPU, as many
   graphs as keep a pass under :data:`CPU_BATCH_VERTICES` vertices (at least one); on CUDA, every graph at
   once up to :data:`CUDA_BATCH_VERTICES` vertices per pass.
@@ -41,7 +42,7 @@ from issm_emulator.solvers.emulator.inputs import feature_arrays
 from issm_emulator.state import ModelState
 
 __all__ = ["FORWARD_PASSES_PER_SOLVE", "BoundNetwork", "RuntimePolicy", "check_finite", "diverged",
-           "intra_op_threads", "load", "member_label", "torch_device"]
+           "idle_cores", "intra_op_threads", "load", "member_label", "torch_device"]
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,10 @@ def load(checkpoint: Checkpoint | str | os.PathLike, device: Any = "cpu") -> Che
 # ----------------------------------------------------------------------------------------------------------
 # run-time policy: threads, graphs per pass, compilation
 # ----------------------------------------------------------------------------------------------------------
-#: CPU: intra-op threads for a pass of fewer than CPU_SMALL_PASS_VERTICES vertices. Measured
-#: (benchmarks/threads_batch.py, docs/performance.md): on the 2-core development machine 2 threads were
-#: 1.5-3x slower than 1 for every pass from 1.8k to 58k vertices (synchronisation and the per-edge
-#: memory-bound operations do not scale); above the measured range the cores are used
+#: CPU: intra-op threads for a pass of fewer than CPU_SMALL_PASS_VERTICES vertices (thread start-up costs
+#: more than it saves on a tiny graph)
 CPU_THREADS_SMALL = 1
-CPU_SMALL_PASS_VERTICES = 60_000
+CPU_SMALL_PASS_VERTICES = 1_000
 #: CPU: most intra-op threads for larger passes
 CPU_THREADS_MAX = 4
 #: CPU: vertices per forward pass the default batch size aims at. Measured: per-graph time is flat from 1
@@ -145,8 +144,7 @@ class RuntimePolicy:
             return n
         if vertices_per_pass < CPU_SMALL_PASS_VERTICES:
             return CPU_THREADS_SMALL
-        return max(1, min(CPU_THREADS_MAX, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else (os.cpu_count() or 1)))
+        return max(1, min(CPU_THREADS_MAX, idle_cores()))
 
     def compiled(self) -> bool:
         if self.compile is not None:
@@ -154,6 +152,22 @@ class RuntimePolicy:
                 raise UnsupportedOptionError(f"compile={self.compile!r}: expected True or False")
             return self.compile
         return os.environ.get("ISSM_EMULATOR_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def idle_cores() -> int:
+    """Cores this process may use that other work is not already using: the cores it may run on minus the
+    1-minute load average (this process counted as idle), at least 1.
+
+    Measured (``benchmarks/threads_batch.py``) on the 2-core machine: with the machine otherwise quiet, 2
+    threads ran a Pine Island pass 1.5x faster than 1; with two other jobs running, 2 threads were 1.5-3x
+    slower than 1 (they wait for each other at every synchronisation). The load average tells the two apart.
+    """
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): assume the cores are free
+        return n
+    return max(1, min(n, int(round(n - load + 1.0))))
 
 
 @contextlib.contextmanager
