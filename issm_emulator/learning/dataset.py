@@ -1,5 +1,8 @@
 """Torch datasets of an ensemble (:func:`issm_emulator.datasets.generate_ensemble`) for the two emulator modes.
 
+One job: turning an ensemble on disk into training samples (inputs and targets) for every mode, including
+the sample-level augmentation of step mode (input noise and its SSA-solved targets).
+
 Outputs of a run are numbered ``k = 1 .. T`` (the ensemble's ``time`` axis); ``k = 0`` is the initial state
 at ``start_time`` stored with the run (``vx0, thickness0, ...`` and the static fields, see
 :func:`issm_emulator.datasets.member.initial_fields`).
