@@ -109,9 +109,10 @@ def markdown(args, results) -> str:
             lines.append(f"| {th} | {r['batch']} | {r['vertices_per_pass']} | {r['ms_per_graph']:.1f} | "
                          f"{r['speed']:.2f}x |")
         lines.append("")
-    lines += ["The runtime's defaults (`RuntimePolicy`) follow these tables: on a CPU, one intra-op thread for "
-              "passes under `CPU_SMALL_PASS_VERTICES` vertices and about `CPU_BATCH_VERTICES` vertices per pass; "
-              "on CUDA every graph in one pass. `solve(..., threads=, batch_size=)` or `ISSM_EMULATOR_THREADS` / "
+    lines += ["The runtime's defaults (`RuntimePolicy`) follow these tables: on a CPU, as many intra-op threads "
+              "as cores are idle (`idle_cores`, from the load average; one for passes under "
+              "`CPU_SMALL_PASS_VERTICES` vertices) and about `CPU_BATCH_VERTICES` vertices per pass; on CUDA "
+              "every graph in one pass. `solve(..., threads=, batch_size=)` or `ISSM_EMULATOR_THREADS` / "
               "`ISSM_EMULATOR_BATCH_SIZE` override them."]
     return "\n".join(lines)
 

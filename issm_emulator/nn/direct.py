@@ -16,8 +16,8 @@ with ``\psi(\tau) = [\tau, \tau^2, \sqrt{\tau}, \sin(k\pi\tau), \cos(k\pi\tau)]_
 the invariant scalar outputs (thickness, ...), ``\Delta u`` the velocity change, an invariant-weighted sum
 of equivariant vectors, so the decoder keeps E(2) equivariance. The factor ``\tau`` makes the thickness at
 ``t = 0`` exactly the initial one, and the thickness error can only grow from zero. The velocity is not
-continuous at ``t = 0``: ISSM's first output holds the stress balance of the initial geometry, which on Pine
-Island differs from the initial (observed) velocity by about 750 m/yr RMS, so its change is learned freely
+continuous at ``t = 0``: ISSM's first output holds the stress balance of the initial geometry, which can
+differ from the initial (observed) velocity by hundreds of m/yr (Pine Island), so its change is learned freely
 for ``t > 0`` and is exactly zero at ``t = 0`` (the indicator ``[\tau > 0]``). ``A h_i`` is computed once per vertex and
 ``B \psi(\tau)`` once per time, so ``K`` output times cost one trunk pass plus ``K`` small per-vertex maps.
 

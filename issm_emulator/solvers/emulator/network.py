@@ -206,14 +206,11 @@ class BoundNetwork:
     ``compile_first_call_s`` is the first compiled call's wall time (compilation included) when compiled.
     """
 
-    def __init__(self, ckpt: Checkpoint, state: ModelState, device: Any, batch_size: int | None = None, *,
-                 policy: RuntimePolicy | None = None):
+    def __init__(self, ckpt: Checkpoint, state: ModelState, device: Any, *, policy: RuntimePolicy | None = None):
         self.ckpt = ckpt
         self.spec = ckpt.spec
         self.device = torch_device(device)
-        self.policy = policy if policy is not None else RuntimePolicy(batch_size=batch_size)
-        if batch_size is not None and policy is not None and policy.batch_size != batch_size:
-            raise ValueError("BoundNetwork: give batch_size either directly or in policy, not both")
+        self.policy = policy if policy is not None else RuntimePolicy()
         self.model = ckpt.model.to(self.device).eval()
         p = next(self.model.parameters(), None)
         self.dtype = p.dtype if p is not None else torch.float32
