@@ -258,3 +258,9 @@ main.add_command(evaluate_command)
 from issm_emulator.weights.cli import fetch_command  # noqa: E402
 
 main.add_command(fetch_command)
+
+from issm_emulator.solvers.emulator.cli import checkpoints_command, domain_command, register_command  # noqa: E402
+
+main.add_command(checkpoints_command)
+main.add_command(register_command)
+main.add_command(domain_command)

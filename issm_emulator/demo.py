@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from issm_emulator.errors import EmulatorDivergedError, OutOfDomainError
+
 import numpy as np
 
 __all__ = ["DemoResult", "compare_runs", "run_demo"]
@@ -159,7 +161,12 @@ def _direct_part(res: DemoResult, md: Any, ds_fem: Any, device: Any, say: Callab
         ckpt = weights.default_checkpoint(ARCH, "direct")
     except weights.WeightsNotFoundError:
         return
-    res.wall_direct_s = _quiet_solve(md, solver=ARCH, mode="direct", checkpoint=ckpt, device=device)
+    try:
+        res.wall_direct_s = _quiet_solve(md, solver=ARCH, mode="direct", checkpoint=ckpt, device=device)
+    except OutOfDomainError as err:
+        res.notes.append(f"EGCN direct mode not run: {err}")
+        say(f"EGCN direct mode not run: {err}")
+        return
     res.speedup_direct = res.wall_fem_s / res.wall_direct_s
     m = res.metrics_direct = compare_runs(ds_fem, to_xarray(md))
     say(f"egcn direct mode wall time {res.wall_direct_s:8.2f} s (one graph pass, a time decoder per output): "
@@ -290,7 +297,6 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
     DemoResult
     """
     from issm_emulator import to_xarray
-    from issm_emulator.errors import EmulatorDivergedError
     from issm_emulator.scenarios.pine_island import pine_island
 
     out = Path(out_dir)
@@ -333,6 +339,10 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
         except EmulatorDivergedError as err:
             note = (f"The EGCN emulator diverged ({err}); its checkpoint {ckpt} is not fit for this model. "
                     "Only the fem results are written.")
+            res.notes.append(note)
+            say(note)
+        except OutOfDomainError as err:
+            note = f"The EGCN emulator was not run: {err}. Only the fem results are written."
             res.notes.append(note)
             say(note)
         else:

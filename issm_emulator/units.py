@@ -308,6 +308,10 @@ CF_UNITS: dict[str, str] = _OutputUnits({
     "TotalGroundedBmbScaled": _MASS_FLUX,
     # solver diagnostics
     "StressbalanceConvergenceNumSteps": "1",
+    # the emulators' error indicator (issm_emulator.solvers.emulator.indicator)
+    "EmulatorResidual": "1",
+    "EmulatorVelocityError": _RATE,
+    "EmulatorVelocityCorrection": _RATE,
 })
 
 

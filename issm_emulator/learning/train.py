@@ -37,6 +37,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from issm_emulator.errors import IssmEmulatorError
 from issm_emulator.learning.dataset import (
     DatasetError,
     DirectRunDataset,
@@ -230,7 +232,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
-          decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep") -> Path:
+          decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
+          calibrate_indicator: bool = True) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -264,6 +267,9 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
     noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
         balance of the perturbed geometry solved by ``fem`` (the ensemble's models are rebuilt for it)
+    calibrate_indicator : after training, calibrate the error indicator on the validation runs
+        (:func:`~issm_emulator.learning.applicability.calibrate_checkpoint`); the checkpoint always records
+        its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
 
     Returns
     -------
@@ -304,7 +310,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
                           callback=callback, decoder=decoder, input_noise=input_noise,
-                          noise_targets=noise_targets,
+                          noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -316,7 +322,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
-           decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep") -> Path:
+           decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
+           calibrate_indicator: bool = True) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
@@ -337,6 +344,9 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         "train_values": [train_ds.run_arrays(p).value for p in train_ds.run_positions],
         "validation_values": [val_ds.run_arrays(p).value for p in val_ds.run_positions],
         "moving_front": train_ds.moving_front, "mesh_vertices": int(train_ds.mesh.nv)})
+    from issm_emulator.learning.applicability import training_domain
+
+    manifest["domain"] = training_domain(train_ds, mode)
 
     if decoder is not None:  # the time decoder's column and time unit come from the training data
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
@@ -397,8 +407,6 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                             num_workers=num_workers)
     has_val = len(val_ds) > 0
     if rank == 0 and not has_val:
-        import warnings
-
         warnings.warn(f"{train_ds.path.name}: the validation split is empty; the checkpoint keeps the epoch with "
                       "the lowest training loss and early stopping watches the training loss", RuntimeWarning,
                       stacklevel=3)
@@ -482,6 +490,14 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             torch.distributed.barrier()
     finally:
         bar.close()
+    if rank == 0 and calibrate_indicator and has_val and out.is_file():
+        from issm_emulator.learning.applicability import calibrate_checkpoint
+
+        try:
+            calibrate_checkpoint(out, val_ds, "validation", device="cpu")
+        except (ValueError, IssmEmulatorError) as exc:  # too few validation outputs, a rollout that diverges
+            warnings.warn(f"{out.name}: the error indicator could not be calibrated ({exc}); "
+                          "EmulatorVelocityError will be NaN", RuntimeWarning, stacklevel=3)
     return out
 
 

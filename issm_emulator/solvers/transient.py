@@ -301,7 +301,8 @@ class RequestedOutputs:
     scale_factor : ``md.mesh.scale_factor`` or None
     """
 
-    def __init__(self, state: ModelState, pmesh: P1Mesh, solver_name: str, solution: str = TRANSIENT):
+    def __init__(self, state: ModelState, pmesh: P1Mesh, solver_name: str, solution: str = TRANSIENT,
+                 extra_outputs: Sequence[str] = ()):
         self.state = state
         self.pmesh = pmesh
         self.solver_name = solver_name
@@ -321,7 +322,7 @@ class RequestedOutputs:
         self.scalars = scalars
         gates = state.extras.get("mass_flux_gates", {})
         moving = bool(state.transient.ismovingfront)
-        known = set(scalars) | set(VECTOR_OUTPUTS) | set(STRESS_OUTPUTS) | set(gates)
+        known = set(scalars) | set(VECTOR_OUTPUTS) | set(STRESS_OUTPUTS) | set(gates) | set(extra_outputs)
         if moving:
             known |= set(FRONT_OUTPUTS)
         _warn_skipped(solver_name, [n for n in self.requested if n not in known and not n.endswith("Scaled")])
@@ -437,14 +438,14 @@ class TransientRun:
 
     def __init__(self, state: ModelState, pmesh: P1Mesh, *, solver_name: str, member: int | None = None,
                  error: type[SolverDivergedError] = SolverDivergedError,
-                 velocity_timing: str = "stressbalance"):
+                 velocity_timing: str = "stressbalance", extra_outputs: Sequence[str] = ()):
         self.state = state
         self.pmesh = pmesh
         self.solver_name = solver_name
         self.member = member
         self.error = error
         self.schedule = transient_schedule(state)
-        self.outputs = RequestedOutputs(state, pmesh, solver_name)
+        self.outputs = RequestedOutputs(state, pmesh, solver_name, extra_outputs=extra_outputs)
         self.fields = TransientFields.initial(state, pmesh.elements)
         self.steps: list[dict[str, Any]] = []
         self.iterations: list[int] = []
@@ -509,6 +510,7 @@ class TransientRun:
                        Pressure=st.materials.rho_ice * st.g * f.thickness,
                        StressbalanceConvergenceNumSteps=niter)
             out.update(self.outputs.stresses(vx, vy))
+            out.update(info.get("outputs", {}))  # outputs the provider computed (e.g. an error indicator)
             self.timings[self.velocity_timing] += velocity_seconds + _time.perf_counter() - c
         # 3. moving front: new ice level set; velocity and thickness extrapolated into the ice-free area
         if flags.ismovingfront:
@@ -571,7 +573,7 @@ def run_transient_many(states: Sequence[ModelState], velocity: VelocityFunction 
                        pmesh: P1Mesh | None = None, solver_name: str,
                        error: type[SolverDivergedError] = SolverDivergedError,
                        velocity_timing: str = "stressbalance", progress: bool = False,
-                       desc: str | None = None) -> list[SolverResult]:
+                       desc: str | None = None, extra_outputs: Sequence[str] = ()) -> list[SolverResult]:
     """Transients of several models on one mesh, advanced in lockstep (see the module docstring).
 
     Parameters
@@ -584,6 +586,7 @@ def run_transient_many(states: Sequence[ModelState], velocity: VelocityFunction 
     error : exception class raised when a step diverges (a :class:`SolverDivergedError`)
     velocity_timing : key of the velocity's time in ``info['timings_s']``
     progress, desc : show a progress bar over the steps, with this description
+    extra_outputs : requested-output names the provider computes (passed in its info's ``'outputs'``)
 
     Returns
     -------
@@ -594,7 +597,8 @@ def run_transient_many(states: Sequence[ModelState], velocity: VelocityFunction 
     pmesh = P1Mesh.from_mesh(states[0].mesh) if pmesh is None else pmesh
     label = len(states) > 1
     runs = [TransientRun(st, pmesh, solver_name=solver_name, member=m if label else None, error=error,
-                         velocity_timing=velocity_timing) for m, st in enumerate(states)]
+                         velocity_timing=velocity_timing, extra_outputs=extra_outputs)
+            for m, st in enumerate(states)]
     total = max(r.nsteps for r in runs)
     bar = progress_bar(total, progress, desc or f"{solver_name} transient")
     for k in range(1, total + 1):
