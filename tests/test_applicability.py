@@ -283,3 +283,19 @@ def test_in_domain_pine_island_runs_the_emulator_without_warning(issm_data_dir, 
     info = issm_emulator.solve_info(md)
     assert info["solver"] == "egcn" and info["selection"] == "emulator" and info["domain_violations"] == []
     assert info["checkpoint"]["name"].endswith("-pig")
+
+
+def test_corrupted_bundled_weights_are_refused(tmp_path, monkeypatch):
+    """64 flipped bytes in the bundled default: refused on load, naming the file (registry sha256 and the
+    checkpoint's own content hash)."""
+    src = weights.bundled_dir() / "egcn-step-pig.pt"
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    raw = bytearray(src.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(b ^ 0xFF for b in raw[len(raw) // 2: len(raw) // 2 + 64])
+    (folder / "egcn-step-pig.pt").write_bytes(bytes(raw))
+    monkeypatch.setattr(weights, "bundled_dir", lambda: folder)
+    with pytest.raises(weights.CorruptedWeightsError, match="egcn-step-pig.pt fail their hash check"):
+        weights.default_checkpoint("egcn", "step")
+    entry = next(e for e in catalog.catalog(sources=("bundled",)) if e.name == "egcn-step-pig")
+    assert entry.error and "hash" in entry.error

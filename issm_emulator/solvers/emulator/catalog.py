@@ -80,6 +80,10 @@ def _read(path: Path, source: str) -> Entry:
         from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
         try:
+            if source == "bundled":
+                from issm_emulator.weights import verify_bundled
+
+                verify_bundled(path)
             ck = load_checkpoint(path)
             hit = Entry(path.stem, source, path, arch=str(ck.manifest.get("arch") or ck.config.get("arch")),
                         mode=ck.mode, domain=ck.domain, indicator=ck.indicator, content_sha256=ck.content_sha256,

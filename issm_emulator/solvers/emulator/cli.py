@@ -14,6 +14,10 @@ from issm_emulator.errors import IssmEmulatorError
 
 __all__ = ["checkpoints_command", "domain_command", "register_command"]
 
+_YTS = 365.0 * 24 * 3600
+#: forcing parameters as a glaciologist reads them (ISSM's units): factor from SI and unit
+_SHOWN = {"melt_rate": (_YTS, "m/yr"), "time": (1.0 / _YTS, "yr"), "calving_threshold": (1e-6, "MPa")}
+
 
 @click.command("checkpoints")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
@@ -43,7 +47,8 @@ def checkpoints_command(as_json: bool) -> None:
         click.echo(f"{e.name} [{e.source}] {e.arch} {e.mode} sha256 {e.content_sha256[:12]}")
         click.echo(f"    {describe_domain(e.domain)}")
         for name, (lo, hi) in e.forcing_ranges.items():
-            click.echo(f"    forcing {name}: [{lo:.4g}, {hi:.4g}] (SI)")
+            scale, unit = _SHOWN.get(name, (1.0, "SI"))
+            click.echo(f"    forcing {name}: [{lo * scale:.4g}, {hi * scale:.4g}] {unit}")
 
 
 @click.command("register")
