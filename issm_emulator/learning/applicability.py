@@ -44,10 +44,13 @@ def training_domain(data: Any, mode: str, *, split: str | None = "train",
                     runs: Sequence[int] | None = None) -> dict[str, Any]:
     """The applicability domain of a network trained on ``split`` (or the run positions ``runs``) of
     ``data`` (an ensemble folder or an :class:`~issm_emulator.learning.dataset.EnsembleDataset`)."""
-    ds = _dataset(data, split, runs)
-    if not len(ds.run_positions):
-        raise DatasetError(f"{ds.path}: no runs to compute a domain from")
-    return domain_from_states([ds.run_state(int(p)) for p in ds.run_positions], mode=mode)
+    from issm_emulator.learning.collection import parts
+
+    dsets = parts(data) if not isinstance(data, (str, os.PathLike)) else [_dataset(data, split, runs)]
+    states = [d.run_state(int(p)) for d in dsets for p in d.run_positions]
+    if not states:
+        raise DatasetError(f"{dsets[0].path}: no runs to compute a domain from")
+    return domain_from_states(states, mode=mode)
 
 
 def indicator_pairs(checkpoint: Checkpoint | str | os.PathLike, data: Any, split: str = "validation", *,
@@ -56,6 +59,11 @@ def indicator_pairs(checkpoint: Checkpoint | str | os.PathLike, data: Any, split
     relative SSA residual (``EmulatorResidual``), the RMS of its Picard correction
     (``EmulatorVelocityCorrection``, m/s) and its RMS velocity error (m/s) against the ensemble's fields."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    from issm_emulator.learning.collection import EnsembleCollection
+
+    if isinstance(data, EnsembleCollection):  # one mesh at a time
+        pairs = [indicator_pairs(ckpt, d, split, device=device) for d in data.parts]
+        return tuple(np.concatenate([p[i] for p in pairs]) for i in range(3))  # type: ignore[return-value]
     ds = _dataset(data, split)
     if not len(ds.run_positions):
         raise DatasetError(f"{ds.path}: the {split!r} split has no runs to calibrate the indicator on")

@@ -116,10 +116,12 @@ def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
     """Input and output normalisers fitted on every sample of ``dataset`` (the training split)."""
     if len(dataset) == 0:
         raise DatasetError(f"cannot fit normalisers: {dataset!r} has no samples")
+    from issm_emulator.learning.collection import parts
+
     spec = dataset.spec
     inp = Normalizer(spec.scalars, spec.vectors)
     out = Normalizer(spec.scalar_outputs, ("velocity",))
-    increments = isinstance(dataset, DirectRunDataset)
+    increments = isinstance(parts(dataset)[0], DirectRunDataset)
     m = len(spec.scalar_outputs)
     for i in range(len(dataset)):
         s = dataset[i]
@@ -238,7 +240,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
 
     Parameters
     ----------
-    data : ensemble folder or its ``ensemble.nc``
+    data : ensemble folder or its ``ensemble.nc``, or a list of them: ensembles of one glacier on several
+        meshes, trained together (:class:`~issm_emulator.learning.collection.EnsembleCollection`)
     model : ``'egcn'``, ``'gcn'`` or ``'cnn'``
     mode : ``'direct'`` (initial state + time -> state at t) or ``'step'`` (geometry k-1 -> velocity k)
     out : checkpoint path to write (the best epoch)
@@ -330,20 +333,33 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
     if noise and mode != "step":
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
-    train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw, **noise)
+    from issm_emulator.learning.collection import EnsembleCollection, is_collection
+
+    def split_dataset(split: str, **extra: Any) -> Any:
+        """One split of ``data``: one ensemble, or several (a collection with the first one's features)."""
+        if not is_collection(data):
+            return make_dataset(mode, data, split, moving_front=moving_front, **kw, **extra)
+        first = make_dataset(mode, data[0], split, moving_front=moving_front, **kw, **extra)
+        extra = {**extra, "spec": first.spec}
+        return EnsembleCollection([first] + [make_dataset(mode, d, split, moving_front=first.moving_front, **kw,
+                                                          **extra) for d in data[1:]])
+
+    train_ds = split_dataset("train", **noise)
     if len(train_ds) == 0:
         raise DatasetError(f"{train_ds.path}: the training split has no samples")
     spec = train_ds.spec
-    val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
+    if is_collection(data):
+        val_ds = split_dataset("validation", spec=spec)
+    else:
+        val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
     in_norm, out_norm = fit_normalizers(train_ds)
     in_norm, out_norm = in_norm.to(dev), out_norm.to(dev)
     forcing_ranges = train_ds.forcing_ranges()
     manifest = make_manifest(spec, mode, forcing_ranges, arch=arch, extra={
         "ensemble": train_ds.ds.attrs.get("ensemble", ""), "data": str(train_ds.path.name),
         "swept_parameter": train_ds.parameter, "parameter_units": train_ds.ds.attrs.get("parameter_units", ""),
-        "train_values": [train_ds.run_arrays(p).value for p in train_ds.run_positions],
-        "validation_values": [val_ds.run_arrays(p).value for p in val_ds.run_positions],
-        "moving_front": train_ds.moving_front, "mesh_vertices": int(train_ds.mesh.nv)})
+        "train_values": _run_values(train_ds), "validation_values": _run_values(val_ds),
+        "moving_front": train_ds.moving_front, "mesh_vertices": _mesh_vertices(train_ds)})
     from issm_emulator.learning.applicability import training_domain
 
     manifest["domain"] = training_domain(train_ds, mode)
@@ -499,6 +515,21 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             warnings.warn(f"{out.name}: the error indicator could not be calibrated ({exc}); "
                           "EmulatorVelocityError will be NaN", RuntimeWarning, stacklevel=3)
     return out
+
+
+def _run_values(dataset: Any) -> list[Any]:
+    """The swept parameter's value of every run of a dataset (or collection)."""
+    from issm_emulator.learning.collection import parts
+
+    return [d.run_arrays(p).value for d in parts(dataset) for p in d.run_positions]
+
+
+def _mesh_vertices(dataset: Any) -> Any:
+    """The training mesh's vertex count (a list of them for a collection of several meshes)."""
+    from issm_emulator.learning.collection import parts
+
+    sizes = [int(d.mesh.nv) for d in parts(dataset)]
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def _replica_difference(module: nn.Module) -> float:
