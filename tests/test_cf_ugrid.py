@@ -40,7 +40,7 @@ def ugrid_problems(path) -> list[str]:
 def assert_units_parse(ds) -> None:
     """Every ``units`` attribute of ``ds`` (and of its time coordinate) is read by UDUNITS (cf-units)."""
     cf_units = pytest.importorskip("cf_units")
-    for name, var in ds.variables.items():
+    for var in ds.variables.values():
         if "units" in var.attrs:
             cf_units.Unit(var.attrs["units"], calendar=var.attrs.get("calendar"))  # raises if unparsable
 

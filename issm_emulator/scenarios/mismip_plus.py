@@ -427,7 +427,7 @@ def _write_spinup(path: Path, md: Any, *, solver: str, resolution: float, years:
             "resolution_m": resolution, "years": years, "time_step_yr": time_step,
             "grounded_area_drift": drift,
             "issm_emulator_version": __version__,
-            "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "date_created": datetime.datetime.now(datetime.UTC).isoformat(),
         },
     )
     path.parent.mkdir(parents=True, exist_ok=True)
