@@ -286,7 +286,11 @@ def to_xarray(md: Any, solution: str = "TransientSolution", *, epsg: int | None 
     }
     ds = add_cf_mesh(xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs), yts=yts, epsg=code)
     if ugrid:
-        import xugrid
-
+        try:
+            import xugrid
+        except ImportError as exc:
+            raise ImportError("to_xarray(..., ugrid=True) needs the optional package xugrid "
+                              "(pip install xugrid); without it, to_xarray returns the same data as an "
+                              "xarray.Dataset") from exc
         return xugrid.UgridDataset(ds)
     return ds
