@@ -135,7 +135,7 @@ def test_reduced_units_of_fractional_powers():
 
 
 @pytest.mark.data
-def test_ensemble_files_are_cf_and_ugrid(tmp_path):
+def test_ensemble_files_are_cf_and_ugrid(tmp_path, issm_data_dir):
     """A Pine Island ensemble of two short runs: the run files and ensemble.nc pass the same checks, with
     the Antarctic grid mapping; B and the Budd coefficient have UDUNITS units plus their full ISSM unit."""
     import xarray as xr
