@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+from issm_emulator.issm.plotting import Panel, format_parameter, format_time, front_segments, map_figure
 
-from issm_emulator.issm.plotting import Panel, format_parameter, format_time, front_segments, map_figure  # noqa: E402
+plt.switch_backend("Agg")
 
 
 def _mesh(n: int = 9, size: float = 60e3):
@@ -120,8 +119,8 @@ def test_demo_figures(tmp_path, monkeypatch):
     assert thickness._suptitle.get_text() == "Pine Island, melt 20 m/yr, t = 2.0 yr"
     cbar_labels = [ax.get_ylabel() for ax in thickness.axes if not ax.get_title()]
     assert cbar_labels[:2] == ["ice thickness (m)"] * 2 and "> 0 (red): EGCN thicker" in cbar_labels[2]
-    assert [ax.get_ylabel() for ax in speed.axes if not ax.get_title()][0] == "ice speed (m/yr)"
-    assert [t.get_text() for t in thickness.legends[0].get_texts()][0] == "grounding line"
+    assert next(ax.get_ylabel() for ax in speed.axes if not ax.get_title()) == "ice speed (m/yr)"
+    assert thickness.legends[0].get_texts()[0].get_text() == "grounding line"
     assert "ice front" in [t.get_text() for t in thickness.legends[0].get_texts()]
     assert [ax.get_ylabel() for ax in volume.axes] == ["ice volume (km³)", "volume above flotation (km³)"]
     for fig in figs:
