@@ -122,6 +122,14 @@ def read_failures(out_dir: str | os.PathLike, spec: EnsembleSpec | None = None) 
     return records
 
 
+def _number_or_json(value: Any) -> Any:
+    """A global attribute: a plain number as a number (CF), anything else (None, lists, dicts) as JSON."""
+    value = jsonable(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return json.dumps(value)
+
+
 def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     """Combine the finished run files of ``spec`` in ``out_dir/runs`` into ``out_dir/ensemble.nc``.
 
@@ -137,6 +145,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     import xarray as xr
 
     from issm_emulator._version import __version__
+    from issm_emulator.issm.xarray_export import CONVENTIONS, is_mesh_variable
 
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
@@ -159,9 +168,9 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     yts = None
     solver_versions = set()
     for index, value, path in finished:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
+        with xr.open_dataset(path, engine="netcdf4", decode_times=False) as ds:  # time: model years
             if first is None:
-                first = xr.Dataset({"elements": ds["elements"].load()},
+                first = xr.Dataset({n: v.load() for n, v in ds.data_vars.items() if is_mesh_variable(n, v)},
                                    coords={"x": ds["x"].load(), "y": ds["y"].load()})
                 yts = ds.attrs.get("issm_yts")
                 time_attrs = dict(ds["time"].attrs)
@@ -175,7 +184,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
                                         "an ensemble needs one mesh")
             times.append(np.asarray(ds["time"].values, dtype=np.float64))
             for name, var in ds.data_vars.items():
-                if name != "elements" and name not in variables:
+                if not is_mesh_variable(name, var) and name not in variables:
                     variables[name] = (var.dims, dict(var.attrs))
             solver_versions.add(str(ds.attrs.get("solver_version", "")))
     assert first is not None
@@ -185,7 +194,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     values = [v for _, v, _ in finished]
     param_values = np.array(values, dtype=np.float64 if spec.units is not None else object)
     skeleton = xr.Dataset(
-        {"elements": first["elements"]},
+        {n: first[n] for n in first.data_vars},
         coords={
             "run": ("run", np.array([i for i, _, _ in finished], dtype=np.int64),
                     {"long_name": "index of the run in the ensemble specification"}),
@@ -197,7 +206,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     )
     failed_short = [{k: f.get(k) for k in ("index", "value", "error_type", "message")} for f in failures]
     skeleton.attrs = {
-        "Conventions": "CF-1.8",
+        "Conventions": CONVENTIONS,
         "title": f"ensemble {spec.name}: {spec.parameter} sweep of scenario {scenario_label(spec.scenario)}",
         "source": f"issm-emulator {__version__}",
         "ensemble": spec.name,
@@ -208,9 +217,9 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
         "solver_version": ",".join(sorted(v for v in solver_versions if v)),
         "solver_options": json.dumps(jsonable(spec.solver_options), sort_keys=True),
         "scenario_kwargs": json.dumps(spec.provenance()["scenario_kwargs"], sort_keys=True),
-        "years": json.dumps(jsonable(spec.years)),
-        "time_step": json.dumps(jsonable(spec.time_step)),
-        "output_frequency": json.dumps(spec.output_frequency),
+        "years": _number_or_json(spec.years),
+        "time_step": _number_or_json(spec.time_step),
+        "output_frequency": _number_or_json(spec.output_frequency),
         "issm_yts": float(yts) if yts is not None else 365.0 * 24 * 3600,
         "created": utc_now(),
         "split_rule": spec.split_rule or "",
@@ -236,7 +245,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
                 v.coordinates = coord_names if "vertex" in dims else spec.parameter
                 ncvars[name] = (v, dims)
             for k, (index, value, path) in enumerate(finished):
-                with xr.open_dataset(path, engine="netcdf4") as ds:
+                with xr.open_dataset(path, engine="netcdf4", decode_times=False) as ds:
                     pos = np.searchsorted(all_times, ds["time"].values)
                     for name, (v, dims) in ncvars.items():
                         if name not in ds:

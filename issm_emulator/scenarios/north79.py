@@ -33,6 +33,8 @@ from .pine_island import (
 __all__ = ["DEFAULT_OCEAN_BUFFER", "FRONT_POINTS", "NORTH79_REQUESTED_OUTPUTS", "TONGUE_BED_DEPTH", "extended_outline",
            "north79", "polyline_distance"]
 
+EPSG = 3413  #: the projection of the 79North data (NSIDC Greenland polar stereographic), set as md.mesh.epsg
+
 #: Depth (m) of the assumed sea floor below the ice base under the floating tongue.
 TONGUE_BED_DEPTH = 500.0
 
@@ -154,6 +156,7 @@ def north79(resolution: Any = 2e3, stress_threshold: Any = 1e6, *, floating_thre
 
     md = new_model("79NorthCalving")
     triangle_mesh(md, domain, res)
+    md.mesh.epsg = EPSG  # x, y are NSIDC Greenland polar stereographic: the outputs carry this grid mapping
     set_mask(md, fetch("exp/79NorthShelf.exp"), "")
     nv = md.mesh.numberofvertices
     x, y = np.asarray(md.mesh.x, float), np.asarray(md.mesh.y, float)
