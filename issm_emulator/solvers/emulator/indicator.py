@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from issm_emulator.errors import SolverDivergedError
 from issm_emulator.physics.fe import P1Mesh
 from issm_emulator.physics.ssa import solve_ssa
 from issm_emulator.state import ModelState
@@ -107,10 +108,15 @@ class Indicator:
     def evaluate(self, state: ModelState, pmesh: P1Mesh, geometry: Mapping[str, np.ndarray], vx: np.ndarray,
                  vy: np.ndarray) -> dict[str, Any]:
         """The indicator of ``(vx, vy)`` on ``geometry`` (thickness, surface, base, ocean_levelset,
-        ice_levelset): ``residual`` (relative), ``correction`` (per vertex, m/s), ``estimate`` (m/yr)."""
+        ice_levelset): ``residual`` (relative), ``correction`` (per vertex, m/s), ``estimate`` (m/yr); NaN
+        where the geometry admits no SSA solution (a fallback then lets ``fem`` report why)."""
         self.evaluated += 1
         one = state.replace(stressbalance=replace(state.stressbalance, maxiter=1))
-        res = solve_ssa(one, vx0=vx, vy0=vy, mesh=pmesh, isnewton=0, **geometry)
+        try:
+            res = solve_ssa(one, vx0=vx, vy0=vy, mesh=pmesh, isnewton=0, **geometry)
+        except SolverDivergedError:  # e.g. an emulated geometry with an unconstrained floating island
+            nan = np.full(np.shape(vx), np.nan)
+            return {"residual": math.nan, "correction": nan, "estimate": math.nan, "correction_rms": math.nan}
         corr = np.hypot(res.vx - vx, res.vy - vy)
         rms = float(np.sqrt(np.mean(corr * corr))) * state.yts
         return {"residual": float(res.residual), "correction": corr, "estimate": self.estimate(rms),
