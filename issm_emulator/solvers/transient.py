@@ -361,7 +361,8 @@ def assemble_outputs(outputs: RequestedOutputs, out: dict[str, Any], fields: Tra
             floating_elements=masks.floating_elements(e, f.ocean_levelset, st.groundingline.migration),
             ice_elements=f.ice_elements, smb=forcing.smb, groundedice_melt=forcing.groundedice_melt,
             floatingice_melt=forcing.floatingice_melt, rho_ice=st.materials.rho_ice,
-            rho_water=st.materials.rho_water, scale_factor=outputs.scale_factor)
+            rho_water=st.materials.rho_water, scale_factor=outputs.scale_factor,
+            ice_levelset=f.ice_levelset, ocean_levelset=f.ocean_levelset)
         for name in outputs.scalars:
             out[name] = diagnostics.compute(name, outputs.pmesh, d)
     out.update(outputs.fluxes(f.thickness, f.vx, f.vy))
