@@ -104,3 +104,175 @@ def test_standalone_stressbalance_reads_groundingline_settings():
     # 'None' takes friction off every element with a floating vertex, 'SubelementMigration' only off
     # all-floating ones (ISSM's IsAllFloating), so the two velocities differ
     assert np.max(np.abs(vel["None"] - vel["SubelementMigration"])) > 1e-3 * np.max(vel["None"])
+
+
+# ------------------------------------------------------------ item 3: ISSM's re-initialisation distance
+def test_issm_isovalue_segments_by_hand():
+    from issm_emulator.physics.levelset import issm_isovalue_segments
+
+    pm = _one_triangle()  # (0,0), (2,0), (0,2)
+    # one ice vertex (0): points on 0->1 at s = 1/2 and on 0->2 at s = 1/4
+    np.testing.assert_allclose(issm_isovalue_segments(pm, np.array([-1.0, 1.0, 3.0])), [[1.0, 0.0, 0.0, 0.5]])
+    # two ice vertices (0, 1): on 0->2 at s = 1/2, then on 1->2 at s = 3/4
+    np.testing.assert_allclose(issm_isovalue_segments(pm, np.array([-1.0, -3.0, 1.0])),
+                               [[0.0, 1.0, 0.5, 1.5]])
+    # all <= 0: the first two zero vertices; one zero vertex: a point
+    np.testing.assert_allclose(issm_isovalue_segments(pm, np.array([0.0, -1.0, 0.0])), [[0.0, 0.0, 0.0, 2.0]])
+    np.testing.assert_allclose(issm_isovalue_segments(pm, np.array([-1.0, -1.0, 0.0])), [[0.0, 2.0, 0.0, 2.0]])
+    assert issm_isovalue_segments(pm, np.array([1.0, 2.0, 3.0])).shape == (0, 4)
+
+
+def test_issm_distance_skips_a_segment_whose_tip_is_far():
+    from issm_emulator.physics.levelset import issm_distance_to_segments
+
+    # S0: y = 1, x in [-1, 1] (tip (-1, 1)); S1: y = 0.5 from x = 10 to x = -10 (tip (10, 0.5))
+    segs = np.array([[-1.0, 1.0, 1.0, 1.0], [10.0, 0.5, -10.0, 0.5]])
+    # vertex (0, 0): dmin = 1e50, S0 gives 1; S1's tip is 10 away in x: 100 > 10 * 1 -> skipped although
+    # S1 passes at 0.5. Vertex (0, 0.2): `last` is segment 0, which ISSM does not use as a warm start
+    # (last > 0 only), so dmin = 1e50 again; S0 gives 0.8, S1 skipped (100 > 6.4): 0.8 instead of 0.3
+    d = issm_distance_to_segments(np.array([0.0, 0.0]), np.array([0.0, 0.2]), segs)
+    np.testing.assert_allclose(d, [1.0, 0.8], rtol=1e-15)
+    # with a far dummy segment first, vertex 0 ends on S0 (index 1), and vertex 1 starts from the squared
+    # distance to S0's tip (1 + 0.64 = 1.64): the dummy's tip (100 away) is skipped, S0 gives 0.8
+    segs3 = np.vstack([[100.0, 100.0, 101.0, 100.0], segs])
+    d = issm_distance_to_segments(np.array([0.0, 0.0]), np.array([0.0, 0.2]), segs3)
+    np.testing.assert_allclose(d, [1.0, 0.8], rtol=1e-15)
+    # a vertex whose nearest segment's tip is close gets the exact distance: (9.5, 0.4) is 0.1 from S1,
+    # whose tip is 0.5 away in x (0.25 <= 10 * 72.61, the squared distance to S0)
+    d = issm_distance_to_segments(np.array([9.5]), np.array([0.4]), segs)
+    np.testing.assert_allclose(d, [0.1], rtol=1e-12)
+
+
+def test_issm_distance_equals_a_plain_transcription_of_issms_loop():
+    from issm_emulator.physics.levelset import (
+        _issm_d2,
+        distance_to_front,
+        distance_to_front_issm,
+        issm_isovalue_segments,
+    )
+    from tests.modelfactory import square_mesh
+
+    rng = np.random.default_rng(0)
+    x, y, tri = square_mesh(25, 25, 1e5)
+    x = x + rng.normal(0, 400, x.size)
+    y = y + rng.normal(0, 400, y.size)
+    pm = P1Mesh(x, y, tri)
+    phi = np.hypot(x - 5e4, y - 4e4) - 2.3e4 + 3000 * np.sin(x / 7e3)
+    segs = issm_isovalue_segments(pm, phi)
+    ref = np.empty(pm.nv)
+    last = -1
+    for v in range(pm.nv):  # FemModel::DistanceToFieldValue, line by line
+        X, Y = x[v], y[v]
+        dmin = (segs[last, 0] - X) ** 2 + (Y - segs[last, 1]) ** 2 if last > 0 else 1e50
+        for i in range(segs.shape[0]):
+            if (segs[i, 0] - X) ** 2 > 10 * dmin or (segs[i, 1] - Y) ** 2 > 10 * dmin:
+                continue
+            d = float(_issm_d2(X, Y, segs[i]))
+            if d < dmin:
+                dmin, last = d, i
+        ref[v] = np.sqrt(dmin)
+    got = distance_to_front_issm(pm, phi)
+    np.testing.assert_array_equal(got, ref)
+    exact = distance_to_front(pm, phi)
+    assert np.all(got >= exact - 1e-9 * (1 + exact))
+
+
+# --------------------------------------------------------------------- item 2: level-set constraints
+def _front_state(spc_series: bool = False):
+    from pyissm.model.classes import calving, frontalforcings
+
+    from issm_emulator.issm.adapter import read_model
+    from issm_emulator.scenarios.square import square_shelf
+
+    md = square_shelf(100e3)
+    nv = md.mesh.numberofvertices
+    y = np.asarray(md.mesh.y, float)
+    phi = 2.0 * (y - 8e5)  # twice the signed distance: a re-initialisation halves it
+    md.mask.ice_levelset = phi
+    top = y >= 1e6 - 1.0
+    spc = np.where(top, phi, np.nan)
+    md.levelset.spclevelset = np.vstack([np.column_stack([spc, spc]), [0.0, 100.0]]) if spc_series else spc
+    md.levelset.kill_icebergs = 0
+    md.levelset.reinit_frequency = 1
+    md.frontalforcings = frontalforcings.default()
+    md.frontalforcings.meltingrate = np.zeros(nv)
+    md.calving = calving.default()
+    md.calving.calvingrate = np.zeros(nv)
+    md.transient.ismovingfront = 1
+    return read_model(md, "Transient"), top, phi
+
+
+def _advance(state, spc=None, ice=None):
+    from issm_emulator.physics.levelset import advance_front
+
+    pm = P1Mesh.from_mesh(state.mesh)
+    g = state.geometry
+    nv = pm.nv
+    ice = state.masks.ice_levelset if ice is None else ice
+    return advance_front(state, pm, ice_levelset=ice, vx=np.zeros(nv), vy=np.zeros(nv),
+                         thickness=g.thickness, base=g.base, bed=g.bed, ocean_levelset=state.masks.ocean_levelset,
+                         dt=state.yts, step=1, time=state.yts, spclevelset=spc)
+
+
+def test_constant_spclevelset_is_reset_to_the_reinitialised_level_set():
+    state, top, phi = _front_state()
+    fu = _advance(state)
+    assert fu.reinitialized
+    # ISSM (ResetBoundaryConditions after ResetLevelset): the constrained values become the new level set,
+    # the distance to y = 800 km, half the original values
+    np.testing.assert_array_equal(fu.spclevelset[top], fu.ice_levelset[top])
+    assert np.all(fu.spclevelset[top] < 0.6 * phi[top])
+    assert np.all(np.isnan(fu.spclevelset[~top]))
+    # the next step starts from the reset constraints (and re-initialises the same front again)
+    fu2 = _advance(state, fu.spclevelset, fu.ice_levelset)
+    np.testing.assert_allclose(fu2.ice_levelset[top], fu.spclevelset[top], rtol=1e-12)
+
+
+def test_time_series_spclevelset_is_not_reset():
+    state, top, phi = _front_state(spc_series=True)
+    fu = _advance(state)
+    assert fu.spclevelset is None  # ISSM: IoModelToConstraintsx, not dynamic
+
+
+# ----------------------------------------------------- item 4: Dirichlet values at ice-free vertices
+def test_ice_free_dirichlet_vertices_report_the_constrained_velocity():
+    import issm_emulator
+    from tests.modelfactory import make_square_shelf_md
+
+    md = make_square_shelf_md(nx=7, ny=7, transient=False)
+    y = np.asarray(md.mesh.y, float)
+    md.mask.ice_levelset = np.where(y < 0.4e6, -1.0, 1.0)  # vertices above 400 km hold no ice
+    spcvx = np.asarray(md.stressbalance.spcvx, float).copy()
+    spcvy = np.asarray(md.stressbalance.spcvy, float).copy()
+    dirichlet = ~np.isnan(spcvx)
+    spcvx[dirichlet], spcvy[dirichlet] = 30.0, 40.0
+    md.stressbalance.spcvx, md.stressbalance.spcvy = spcvx, spcvy
+    e = np.asarray(md.mesh.elements) - 1
+    ice_v = np.zeros(y.size, bool)
+    ice_v[e[np.any(np.asarray(md.mask.ice_levelset)[e] < 0, axis=1)].ravel()] = True
+    target = dirichlet & ~ice_v
+    free_dead = ~dirichlet & ~ice_v
+    assert target.any() and free_dead.any()
+    md = issm_emulator.solve(md, "Stressbalance", solver="fem")
+    r = md.results.StressbalanceSolution
+    np.testing.assert_allclose(np.asarray(r.Vx, float).ravel()[target], 30.0)
+    np.testing.assert_allclose(np.asarray(r.Vel, float).ravel()[target], 50.0)
+    np.testing.assert_array_equal(np.asarray(r.Vel, float).ravel()[free_dead], 0.0)
+
+
+# ------------------------------------------------------------------- item 1: 79N initial velocity
+@pytest.mark.data
+def test_north79_initial_velocity_has_no_zero_strain_ice_element(issm_data_dir):
+    from issm_emulator.scenarios import north79
+
+    md = north79(resolution=2000.0, stress_threshold=3e5, years=1.0 / 12.0)
+    e = np.asarray(md.mesh.elements) - 1
+    pm = P1Mesh(np.asarray(md.mesh.x, float), np.asarray(md.mesh.y, float), e)
+    vx, vy = np.asarray(md.initialization.vx, float), np.asarray(md.initialization.vy, float)
+    ice = np.any(np.asarray(md.mask.ice_levelset, float)[e] < 0, axis=1)
+    ux, uy = pm.gradient(vx)
+    wx, wy = pm.gradient(vy)
+    eps = np.sqrt(ux ** 2 + wy ** 2 + ux * wy + 0.25 * (uy + wx) ** 2)  # 1/yr
+    # the nearest-vertex copy left six front elements at rounding noise (~1e-25 /s); the harmonic
+    # extension keeps every ice element well above it
+    assert eps[ice].min() > 1e-6

@@ -145,6 +145,7 @@ class TransientFields:
     vx: np.ndarray
     vy: np.ndarray
     ice_elements: np.ndarray  #: (ne,) bool
+    spclevelset: np.ndarray | None = None  #: dynamic level-set constraints (None: as the state gives them)
 
     @classmethod
     def initial(cls, state: ModelState, elements: np.ndarray) -> TransientFields:
@@ -211,9 +212,10 @@ def front_step(state: ModelState, pmesh: P1Mesh, fields: TransientFields, *, tim
     extrapolated into the ice-free area. Raises :class:`SolverDivergedError` from the level-set solve."""
     f = fields
     fu = advance_front(state, pmesh, ice_levelset=f.ice_levelset, vx=f.vx, vy=f.vy, thickness=f.thickness,
-                       base=f.base, bed=f.bed, ocean_levelset=f.ocean_levelset, dt=dt, step=step, time=time)
+                       base=f.base, bed=f.bed, ocean_levelset=f.ocean_levelset, dt=dt, step=step, time=time,
+                       spclevelset=f.spclevelset)
     new = replace(f, ice_levelset=fu.ice_levelset, thickness=fu.thickness, vx=fu.vx, vy=fu.vy,
-                  ice_elements=masks.ice_elements(pmesh.elements, fu.ice_levelset))
+                  ice_elements=masks.ice_elements(pmesh.elements, fu.ice_levelset), spclevelset=fu.spclevelset)
     return new, fu
 
 
