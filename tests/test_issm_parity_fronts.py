@@ -347,3 +347,23 @@ def test_vertex_without_ice_element_gets_min_thickness(issm_data_dir):
         H = np.asarray(s.Thickness, float).ravel()
         assert H[0] == float(md.masstransport.min_thickness) == 1.0
         assert np.all(H[in_ice] > 1.0)
+
+
+def test_reinit_distance_option():
+    import issm_emulator
+    from issm_emulator.physics.levelset import distance_to_front, reinitialize
+    from issm_emulator.solvers.fem import FEMSolver
+    from tests.modelfactory import square_mesh
+
+    x, y, tri = square_mesh(8, 8, 1e5)
+    pm = P1Mesh(x, y, tri)
+    phi = 3.0 * (np.hypot(x - 5e4, y - 5e4) - 3e4)
+    exact = reinitialize(pm, phi, "exact")
+    np.testing.assert_allclose(np.abs(exact), distance_to_front(pm, phi))
+    assert np.all(np.sign(exact) == np.where(phi > 0, 1.0, -1.0))
+    with pytest.raises(Exception, match="reinit_distance"):
+        reinitialize(pm, phi, "fast")
+    FEMSolver().check_options({"reinit_distance": "exact"})
+    with pytest.raises(TypeError, match="reinit_distance"):
+        FEMSolver().check_options({"reinit_distance": "fast"})
+    assert issm_emulator is not None
