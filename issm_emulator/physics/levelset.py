@@ -697,7 +697,11 @@ def advance_front(state, mesh: P1Mesh, *, ice_levelset, vx, vy, thickness, base,
     new = solve_levelset(mesh, phi, wx, wy, dt, migration_max=ls_set.migration_max,
                          stabilization=int(ls_set.stabilization), spclevelset=spc)
     hmin = state.calving.params.get("min_thickness") if law in ("minthickness", "vonmises") else None
-    if hmin is not None:
+    bed_n = _nodal(bed, nv, "md.geometry.bed")
+    with np.errstate(invalid="ignore"):
+        candidates = hmin is not None and bool(np.any((H_e < float(hmin)) & (bed_n < state.sealevel)
+                                                      & (new < 0.0)))
+    if candidates:  # the distance only matters where the rule can switch a vertex to no ice
         dist = distance_to_front_issm(mesh, new) if distance == "issm" else distance_to_front(mesh, new)
         new = calving_laws.minthickness_retreat(e, new, thickness=H_e, bed=_nodal(bed, nv, "md.geometry.bed"),
                                                 distance=dist, min_thickness=float(hmin),
