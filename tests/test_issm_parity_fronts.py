@@ -23,10 +23,10 @@ def _one_triangle() -> P1Mesh:
 
 def _inputs(pm, **kw):
     nv, ne = pm.nv, pm.ne
-    d = dict(thickness=np.full(nv, 100.0), surface=np.full(nv, 10.0), base=np.full(nv, -90.0),
-             bed=np.full(nv, -200.0), grounded_fraction=np.ones(ne), floating_elements=np.zeros(ne, bool),
-             ice_elements=np.ones(ne, bool), smb=np.zeros(nv), groundedice_melt=np.zeros(nv),
-             floatingice_melt=np.zeros(nv), rho_ice=RI, rho_water=RW)
+    d = {"thickness": np.full(nv, 100.0), "surface": np.full(nv, 10.0), "base": np.full(nv, -90.0),
+         "bed": np.full(nv, -200.0), "grounded_fraction": np.ones(ne), "floating_elements": np.zeros(ne, bool),
+         "ice_elements": np.ones(ne, bool), "smb": np.zeros(nv), "groundedice_melt": np.zeros(nv),
+         "floatingice_melt": np.zeros(nv), "rho_ice": RI, "rho_water": RW}
     d.update(kw)
     return diagnostics.DiagnosticInputs(**d)
 
@@ -229,7 +229,7 @@ def test_constant_spclevelset_is_reset_to_the_reinitialised_level_set():
 
 
 def test_time_series_spclevelset_is_not_reset():
-    state, top, phi = _front_state(spc_series=True)
+    state, _top, _phi = _front_state(spc_series=True)
     fu = _advance(state)
     assert fu.spclevelset is None  # ISSM: IoModelToConstraintsx, not dynamic
 
@@ -299,9 +299,9 @@ def test_front_fluxes_by_hand():
 
 
 def test_front_fluxes_as_requested_outputs_in_issms_units():
-    import issm_emulator
     from pyissm.model.classes import calving, frontalforcings
 
+    import issm_emulator
     from issm_emulator.scenarios.square import square_shelf
 
     md = square_shelf(100e3)
