@@ -367,3 +367,51 @@ def test_reinit_distance_option():
     with pytest.raises(TypeError, match="reinit_distance"):
         FEMSolver().check_options({"reinit_distance": "fast"})
     assert issm_emulator is not None
+
+
+@pytest.mark.data
+def test_north79_reinitialisation_distance_is_issms(issm_data_dir, monkeypatch):
+    """79N at 0.3 MPa (2 km, monthly): at the re-initialisation of year 7.5 ISSM gives vertex 43 the
+    distance 525.40 m where the exact distance is 516.99 m (the tip test skips its nearest segment;
+    numbers measured on real ISSM, issue #16 item 3). ``fem`` reproduces both."""
+    import issm_emulator
+    from issm_emulator.physics import levelset
+    from issm_emulator.scenarios import north79
+
+    seen = []
+    original = levelset.reinitialize
+
+    def spy(mesh, phi, distance="issm"):
+        seen.append((levelset.distance_to_front_issm(mesh, phi)[43], levelset.distance_to_front(mesh, phi)[43]))
+        return original(mesh, phi, distance)
+
+    monkeypatch.setattr(levelset, "reinitialize", spy)
+    md = north79(resolution=2000.0, stress_threshold=3e5, years=7.5)
+    issm_emulator.solve(md, "Transient", solver="fem")
+    issm_d, exact_d = seen[-1]
+    assert issm_d == pytest.approx(525.40, abs=0.005)
+    assert exact_d == pytest.approx(516.99, abs=0.005)
+
+
+@pytest.mark.data
+def test_north79_levelset_constraint_after_first_reinitialisation(issm_data_dir, monkeypatch):
+    """79N at 0.3 MPa: after the step-10 re-initialisation ISSM holds 3390.9 m at the buffer-boundary
+    vertex 27, whose constraint started at 2886.4 m (issue #16 item 2, measured on real ISSM)."""
+    import issm_emulator
+    import issm_emulator.solvers.transient as transient
+    from issm_emulator.scenarios import north79
+
+    after = {}
+    original = transient.advance_front
+
+    def spy(*args, **kwargs):
+        fu = original(*args, **kwargs)
+        if kwargs["step"] == 10:
+            after["spc"] = fu.spclevelset.copy()
+        return fu
+
+    monkeypatch.setattr(transient, "advance_front", spy)
+    md = north79(resolution=2000.0, stress_threshold=3e5, years=10.0 / 12.0)
+    assert float(md.levelset.spclevelset[27]) == pytest.approx(2886.4, abs=0.05)
+    issm_emulator.solve(md, "Transient", solver="fem")
+    assert after["spc"][27] == pytest.approx(3390.9, abs=0.1)
