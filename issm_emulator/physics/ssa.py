@@ -445,8 +445,11 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
     spc = np.concatenate([_as_vertex_field(sb.spcvx, nv, "md.stressbalance.spcvx"),
                           _as_vertex_field(sb.spcvy, nv, "md.stressbalance.spcvy")])
     fixed = ~np.isnan(spc) | ~np.concatenate([active, active])
+    # inactive nodes (no ice element) are fixed: 0, or their Dirichlet value where they have one (ISSM's
+    # SpcNodesx re-applies the constraints after SetActiveNodesLSMx deactivated the nodes, so its Vx, Vy
+    # and Vel hold the constrained value there); they belong to no assembled element, so this changes the
+    # output only
     ys_full = np.where(np.isnan(spc), 0.0, spc)
-    ys_full[~np.concatenate([active, active])] = 0.0
     free = np.flatnonzero(~fixed)
     fix = np.flatnonzero(fixed)
     ys = ys_full[fix]
