@@ -235,7 +235,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
-          calibrate_indicator: bool = True) -> Path:
+          calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -270,6 +270,9 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
     noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
         balance of the perturbed geometry solved by ``fem`` (the ensemble's models are rebuilt for it)
+    init_from : a checkpoint to fine-tune: its network (architecture, sizes, weights) and normalisers are
+        the starting point (``hidden``, ``layers``, ``model_options`` are then taken from it), e.g. to extend a
+        network trained on one mesh to a collection of meshes
     calibrate_indicator : after training, calibrate the error indicator on the validation runs
         (:func:`~issm_emulator.learning.applicability.calibrate_checkpoint`); the checkpoint always records
         its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
@@ -314,6 +317,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
                           callback=callback, decoder=decoder, input_noise=input_noise,
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
+                          init_from=init_from,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -326,7 +330,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
-           calibrate_indicator: bool = True) -> Path:
+           calibrate_indicator: bool = True, init_from: Any = None) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
@@ -352,7 +356,19 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         val_ds = split_dataset("validation", spec=spec)
     else:
         val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
-    in_norm, out_norm = fit_normalizers(train_ds)
+    start = None
+    if init_from is not None:  # fine-tuning: the checkpoint's network and normalisers, as they are
+        from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+
+        start = load_checkpoint(init_from)
+        if start.mode != mode or start.config.get("arch") != arch or tuple(start.spec.scalars) != tuple(spec.scalars) \
+                or tuple(start.spec.vectors) != tuple(spec.vectors):
+            raise DatasetError(f"init_from={init_from}: a {start.config.get('arch')} {start.mode}-mode network with "
+                               f"inputs {list(start.spec.scalars)}; this training is {arch} {mode} mode with "
+                               f"{list(spec.scalars)}")
+        in_norm, out_norm = start.input_normalizer, start.output_normalizer
+    else:
+        in_norm, out_norm = fit_normalizers(train_ds)
     in_norm, out_norm = in_norm.to(dev), out_norm.to(dev)
     forcing_ranges = train_ds.forcing_ranges()
     manifest = make_manifest(spec, mode, forcing_ranges, arch=arch, extra={
@@ -368,7 +384,12 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
                          "time_scale": float(forcing_ranges["time"][1])}
     _seed_everything(seed)
-    net = _build_model(arch, spec, hidden, layers, model_options).to(dev)
+    if start is not None:
+        net = start.model.to(dev)
+        model_options = {k: v for k, v in start.config.items() if k not in ("arch",)}
+        hidden, layers = int(start.config.get("hidden", hidden)), int(start.config.get("n_layers", layers))
+    else:
+        net = _build_model(arch, spec, hidden, layers, model_options).to(dev)
     scalar_outputs = tuple(spec.scalar_outputs)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     if lr_schedule == "exponential":
@@ -383,7 +404,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
               "hidden": hidden, "layers": layers, "patience": patience, "lr_schedule": lr_schedule,
               "lr_decay": lr_decay, "weight_decay": weight_decay, "grad_clip": grad_clip,
               "model_options": dict(model_options), "world_size": world, "device": str(dev.type),
-              "decoder": decoder, "input_noise": input_noise, "noise_targets": noise_targets}
+              "decoder": decoder, "input_noise": input_noise, "noise_targets": noise_targets,
+              "init_from": None if start is None else {"path": str(init_from), "sha256": start.content_sha256}}
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
