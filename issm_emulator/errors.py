@@ -73,5 +73,14 @@ class DataUnavailableError(IssmEmulatorError, OSError):
     """A data file or weights file is neither cached nor downloadable."""
 
 
+class DataFileError(IssmEmulatorError, ValueError):
+    """A data file cannot be used: truncated, damaged or not in the expected format. ``path`` is the file;
+    the message starts with it."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
 class ExtrapolationWarning(UserWarning):
     """A forcing parameter lies outside the range an emulator was trained on."""

@@ -1,4 +1,4 @@
-"""Atomic writes (issm_emulator._atomic): the user's file mode (0o666 & ~umask, not mkstemp's 0600), no
+"""Atomic writes (issm_emulator._files): the user's file mode (0o666 & ~umask, not mkstemp's 0600), no
 temporary file left on failure, the old file kept."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from issm_emulator._atomic import atomic_write, user_file_mode
+from issm_emulator._files import atomic_write, user_file_mode
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])

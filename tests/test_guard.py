@@ -17,8 +17,7 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from issm_emulator.datasets import EnsembleSpec, generate_ensemble, parse_values, run_file_name
-from issm_emulator.datasets import guard
+from issm_emulator.datasets import EnsembleSpec, generate_ensemble, guard, parse_values, run_file_name
 from issm_emulator.datasets.guard import FolderLockedError, SpecMismatchError, SweepTooLargeError
 from issm_emulator.datasets.layout import RUNS_DIR
 

@@ -213,7 +213,9 @@ def summarize(path: str | Path) -> dict[str, Any]:
         p = p / ENSEMBLE_FILE
     if not p.is_file():
         raise click.BadParameter(f"{p} does not exist", param_hint="FILE")
-    with xr.open_dataset(p) as ds:
+    from issm_emulator._files import check_netcdf
+
+    with xr.open_dataset(check_netcdf(p), engine="netcdf4") as ds:
         attrs = dict(ds.attrs)
         param = attrs.get("parameter")
         out: dict[str, Any] = {"file": str(p), "ensemble": attrs.get("ensemble"), "scenario": attrs.get("scenario"),

@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from issm_emulator.errors import IssmEmulatorError
+
 from .layout import FIELDS, RUNS_DIR, SPEC_FILE, run_file_name, utc_now
 from .spec import EnsembleError, EnsembleSpec
 from .sweeps import ensemble_spec
@@ -253,11 +255,13 @@ def _readable(path: Path) -> str | None:
     """None when every variable of ``path`` reads, else the error."""
     import xarray as xr
 
+    from issm_emulator._files import check_netcdf
+
     try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
+        with xr.open_dataset(check_netcdf(path), engine="netcdf4") as ds:
             ds.load()
     except Exception as exc:  # noqa: BLE001 - whatever the NetCDF library raises, the file is unusable
-        return f"{type(exc).__name__}: {exc}"
+        return str(exc) if isinstance(exc, IssmEmulatorError) else f"{type(exc).__name__}: {exc}"
     return None
 
 

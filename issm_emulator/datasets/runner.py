@@ -76,7 +76,10 @@ def _run_dask(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[
         raise EnsembleError("a dask scheduler was given but dask.distributed is not installed "
                             "(pip install 'issm-emulator[distributed]')") from exc
     own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
+    try:
+        client = Client(scheduler) if own else scheduler
+    except OSError as exc:  # unreachable, refused, timed out
+        raise EnsembleError(f"cannot connect to the dask scheduler {scheduler!r}: {exc}") from exc
     token = uuid.uuid4().hex[:8]
     futures = []
     try:

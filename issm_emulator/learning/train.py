@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from issm_emulator._atomic import atomic_write
+from issm_emulator._files import atomic_write
 from issm_emulator.learning.dataset import (
     DatasetError,
     DirectRunDataset,

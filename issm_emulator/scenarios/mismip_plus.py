@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from issm_emulator._atomic import atomic_write
+from issm_emulator._files import atomic_write
 from issm_emulator._version import __version__
 from issm_emulator.errors import ModelInputError
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from issm_emulator._atomic import apply_user_mode
+from issm_emulator._files import apply_user_mode
 from issm_emulator._version import __version__
 from issm_emulator.errors import ExtrapolationWarning, IssmEmulatorError
 from issm_emulator.nn.features import SCALAR_FEATURES, SCALAR_OUTPUTS, VECTOR_FEATURES, FeatureSpec
