@@ -107,9 +107,12 @@ def test_dimensionless_fields_and_time_series(md):
     np.testing.assert_allclose(read_model(md).smb.values, 1e-3 / 86400.0, rtol=1e-12)
 
 
-def test_quantity_outside_the_table_is_refused():
+def test_quantity_outside_the_table_is_refused(md):
     with pytest.raises(ModelInputError, match=r"^md\.outputdefinition\.x: expected plain numbers"):
         numeric("outputdefinition.x", Q_(np.ones(3), "m"))
+    md.geometry.bed = [Q_(-1000.0, "m")] * 16  # a list of quantities is not stripped either
+    with pytest.raises(ModelInputError, match=r"^md\.geometry\.bed: .*list"):
+        read_model(md)
 
 
 def test_table_units_parse_and_cover_series():

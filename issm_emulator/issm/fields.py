@@ -73,6 +73,9 @@ def get(md: Any, path: str, default: Any = MISSING) -> Any:
             raise err(path, "a value", "nothing (the field is missing or None)")
     if is_quantity(obj):
         return _to_field_unit(md, path, obj)
+    if isinstance(obj, (list, tuple)) and any(is_quantity(v) for v in obj):
+        raise err(path, "numbers, or one pint quantity for the whole field (not a list of quantities)",
+                  "a list with pint quantities")
     return obj
 
 
@@ -193,6 +196,9 @@ def numeric(path: str, value: Any) -> np.ndarray:
     if is_quantity(value):
         raise err(path, "plain numbers in ISSM's unit (a pint quantity is converted only on the md fields "
                   "of issm_emulator.units.MD_UNITS)", f"a quantity in '{value.units}'")
+    if isinstance(value, (list, tuple)) and any(is_quantity(v) for v in value):
+        raise err(path, "numbers, or one pint quantity for the whole field (not a list of quantities)",
+                  "a list with pint quantities")
     if isinstance(value, (str, bytes)):
         raise err(path, "numbers", f"the string {value!r}")
     try:
