@@ -103,6 +103,12 @@ def test_cuda_without_cuda(tmp_path, ens):
     line = _invoke(["train", "--data", str(ens), "--out", str(tmp_path / "m.pt"), "--device", "cuda",
                     "--no-progress"])
     assert "CUDA is not available" in line
+    ckpt = tmp_path / "g.pt"
+    CliRunner().invoke(main, ["train", "--data", str(ens), "--out", str(ckpt), "--epochs", "1", "--hidden", "4",
+                              "--layers", "1", "--model", "gcn", "--no-progress"])
+    line = _invoke(["evaluate", "--checkpoint", str(ckpt), "--data", str(ens), "--out", str(tmp_path / "ev"),
+                    "--device", "cuda", "--no-plots"])
+    assert "CUDA is not available" in line
 
 
 def test_unreachable_dask_scheduler(tmp_path):
