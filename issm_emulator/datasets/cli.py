@@ -21,6 +21,7 @@ import numpy as np
 
 from issm_emulator.errors import IssmEmulatorError
 
+from .guard import MAX_RUNS
 from .layout import ENSEMBLE_FILE
 from .runner import generate_ensemble
 from .spec import parse_values
@@ -92,6 +93,10 @@ def _common(defaults: str) -> Callable[[Callable], Callable]:
                          help="Solver option (value read as JSON when possible); repeatable."),
             click.option("--progress/--no-progress", default=True, show_default=True,
                          help="Progress bar with ETA."),
+            click.option("--max-runs", type=click.IntRange(min=1), default=MAX_RUNS, show_default=True,
+                         help="Refuse a sweep of more runs than this (a mistyped range)."),
+            click.option("--ignore-disk-space", is_flag=True,
+                         help="Generate even when the runs' estimated size exceeds the free disk space."),
         ]
         for opt in reversed(opts):
             f = opt(f)
@@ -102,7 +107,8 @@ def _common(defaults: str) -> Callable[[Callable], Callable]:
 
 def _run(sweep: str, values: Any, scenario_kwargs: dict[str, Any], *, out: Path, resolution: str | None,
          years: str | None, time_step: str | None, output_frequency: int | None, workers: int | None,
-         scheduler: str | None, solver: str, options: tuple[str, ...], progress: bool) -> None:
+         scheduler: str | None, solver: str, options: tuple[str, ...], progress: bool, max_runs: int = MAX_RUNS,
+         ignore_disk_space: bool = False) -> None:
     kwargs = dict(scenario_kwargs)
     res = _quantity(resolution, "m", "--resolution")
     if res is not None:
@@ -121,7 +127,8 @@ def _run(sweep: str, values: Any, scenario_kwargs: dict[str, Any], *, out: Path,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
-            path = generate_ensemble(spec, out, workers=workers, scheduler=scheduler, progress=progress)
+            path = generate_ensemble(spec, out, workers=workers, scheduler=scheduler, progress=progress,
+                                     max_runs=max_runs, check_disk=not ignore_disk_space)
         except IssmEmulatorError as exc:
             raise click.ClickException(str(exc)) from None
     for w in caught:
@@ -206,7 +213,9 @@ def summarize(path: str | Path) -> dict[str, Any]:
         p = p / ENSEMBLE_FILE
     if not p.is_file():
         raise click.BadParameter(f"{p} does not exist", param_hint="FILE")
-    with xr.open_dataset(p, decode_times=False) as ds:  # time: model years
+    from issm_emulator._files import check_netcdf
+
+    with xr.open_dataset(check_netcdf(p), engine="netcdf4", decode_times=False) as ds:  # time: model years
         attrs = dict(ds.attrs)
         param = attrs.get("parameter")
         out: dict[str, Any] = {"file": str(p), "ensemble": attrs.get("ensemble"), "scenario": attrs.get("scenario"),

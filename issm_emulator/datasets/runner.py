@@ -23,6 +23,7 @@ from typing import Any
 
 from issm_emulator.progress import progress_bar
 
+from .guard import die_with_parent, guarded, stop_workers
 from .layout import RUNS_DIR, SPEC_FILE, failure_path, run_file_name, utc_now
 from .member import failure_result, run_member
 from .spec import EnsembleError, EnsembleSpec, resolve_scenario
@@ -50,7 +51,8 @@ def _run_serial(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callabl
 def _run_local(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[[dict], None], workers: int,
                mp_context: str) -> None:
     ctx = multiprocessing.get_context(mp_context)
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                  initargs=(os.getpid(),))
     futures = {pool.submit(run_member, spec, i, v): (i, v) for i, v in todo}
     try:
         for fut in cf.as_completed(futures):
@@ -61,7 +63,7 @@ def _run_local(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable
                 result = failure_result(index, value, exc)
             handle(result)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_workers(pool)  # Ctrl-C, SIGTERM, an error: no worker goes on with an abandoned run
         raise
     pool.shutdown(wait=True)
 
@@ -74,7 +76,10 @@ def _run_dask(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[
         raise EnsembleError("a dask scheduler was given but dask.distributed is not installed "
                             "(pip install 'issm-emulator[distributed]')") from exc
     own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
+    try:
+        client = Client(scheduler) if own else scheduler
+    except OSError as exc:  # unreachable, refused, timed out
+        raise EnsembleError(f"cannot connect to the dask scheduler {scheduler!r}: {exc}") from exc
     token = uuid.uuid4().hex[:8]
     futures = []
     try:
@@ -100,6 +105,7 @@ def _run_dask(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[
 
 
 # ------------------------------------------------------------------------------------------- generate
+@guarded  # folder lock, spec check, unreadable runs set aside, size limits (issm_emulator.datasets.guard)
 def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, workers: int | None = None,
                       scheduler: Any = None, progress: bool = True, mp_context: str = "spawn") -> Path:
     """Run every member of ``spec`` that is not finished yet and combine all finished runs.
@@ -122,6 +128,10 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
         done).
     mp_context : str
         Start method of the local worker processes (default ``'spawn'``: safe with threads and torch).
+    max_runs, check_disk
+        Refuse a sweep of more than ``max_runs`` runs (default 10 000; None: no limit) or, with
+        ``check_disk``, one that would not fit in the free disk space
+        (:mod:`issm_emulator.datasets.guard`, which also locks the folder and checks its spec).
 
     Returns
     -------
@@ -132,6 +142,8 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
     ------
     EnsembleError
         No run of the ensemble finished (each failure is recorded in ``runs/*.failed.json``).
+        Also (subclasses of :mod:`~issm_emulator.datasets.guard`): another process writes into ``out_dir``,
+        the folder holds another spec, or the sweep is too large.
 
     Notes
     -----

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +46,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from issm_emulator._files import atomic_write
 from issm_emulator.errors import IssmEmulatorError
 from issm_emulator.learning.dataset import (
     DatasetError,
@@ -101,15 +101,7 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
 
 
 def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
@@ -410,10 +402,13 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
     last_path = last_checkpoint_path(out)
+    record = _resume_record(config, train_ds, manifest, parameters=parameters, split_rule=split_rule,
+                            time_stride=time_stride)
     if resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         if state.get("config", {}).get("arch") != arch or state.get("config", {}).get("mode") != mode:
             raise DatasetError(f"{last_path}: cannot resume, it was written for {state.get('config')}")
+        _check_resume(last_path, state, record)
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -509,7 +504,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                     "config": config, "epoch": epoch, "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
                     "optimizer": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": json.dumps(history), "best": json.dumps(best), "rng_cpu": torch.get_rng_state()},
+                    "history": json.dumps(history), "best": json.dumps(best), "rng_cpu": torch.get_rng_state(),
+                    "resume_record": json.dumps(record, sort_keys=True)},
                     last_path)
                 if callback is not None:
                     callback(rec)
@@ -552,6 +548,55 @@ def _mesh_vertices(dataset: Any) -> Any:
 
     sizes = [int(d.mesh.nv) for d in parts(dataset)]
     return sizes[0] if len(sizes) == 1 else sizes
+#: training options a resumed run may change: the number of epochs (to train longer) and the device
+_RESUMABLE_CHANGES = ("epochs", "device")
+
+
+def _resume_record(config: Mapping[str, Any], train_ds: Any, manifest: Mapping[str, Any], *,
+                   parameters: Any, split_rule: Any, time_stride: int) -> dict[str, Any]:
+    """What must be the same for ``resume`` to continue a run: the options (but
+    :data:`_RESUMABLE_CHANGES`), the architecture and the training data (ensemble, its creation time and
+    size, the split's values, the features), as plain JSON values."""
+    attrs = train_ds.ds.attrs
+    path = Path(train_ds.path)
+    extra = manifest.get("extra", {})
+    record = {
+        **{k: v for k, v in config.items() if k not in _RESUMABLE_CHANGES},
+        "parameters": None if parameters is None else list(parameters),
+        "split_rule": None if split_rule is None else str(split_rule),
+        "time_stride": time_stride,
+        "features": {k: manifest.get(k) for k in ("scalar_features", "vector_features", "outputs")},
+        "data": {"ensemble": str(attrs.get("ensemble", "")), "created": str(attrs.get("created", "")),
+                 "runs_finished": str(attrs.get("runs_finished", "")),
+                 "bytes": path.stat().st_size if path.is_file() else None,
+                 "forcing_ranges": manifest.get("forcing_ranges"),
+                 **{k: extra.get(k) for k in ("swept_parameter", "train_values", "validation_values",
+                                              "moving_front", "mesh_vertices")}},
+    }
+    return json.loads(json.dumps(record, default=str, sort_keys=True))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _differences(old.get(k, "(absent)"), new.get(k, "(absent)"), f"{prefix}{k}.")
+        return out
+    if old != new:
+        return [f"{prefix.rstrip('.')}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
+    return []
+
+
+def _check_resume(last_path: Path, state: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    """Refuse to resume from ``last_path`` when its data, architecture or options differ from ``record``
+    (the differences listed, checkpoint value -> new value)."""
+    if "resume_record" not in state:  # written before the record existed: only arch and mode are known
+        return
+    diffs = _differences(json.loads(state["resume_record"]), dict(record))
+    if diffs:
+        raise DatasetError(f"{last_path}: cannot resume, it was trained with other data or options "
+                           f"({len(diffs)} difference(s), checkpoint -> now): " + "; ".join(diffs) +
+                           "; train into another --out, or delete the .last.pt file to start over")
 
 
 def _replica_difference(module: nn.Module) -> float:
