@@ -20,12 +20,12 @@ Modules, one job each:
 
 from __future__ import annotations
 
-from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_name
+from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_for, run_file_name
 from .member import initial_fields, member_dataset, request_masks, run_member
 from .runner import generate_ensemble
 from .spec import SCENARIOS, EnsembleError, EnsembleSpec, parse_values, resolve_scenario
 from .splits import SPLIT_RULES, SPLITS, ModuloRule, select_split, split_labels, split_runs
-from .store import atomic_write_netcdf, combine_runs, read_failures
+from .store import atomic_write_netcdf, combine_runs, find_runs, read_failures, scan_runs
 from .sweeps import SWEEPS, Sweep, ensemble_spec, mismip_plus_experiment, mismip_plus_melt, square_melt
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
                        "Sweep",
                        "atomic_write_netcdf",
                        "combine_runs",
+                       "find_runs",
                        "ensemble_spec",
                        "generate_ensemble",
                        "initial_fields",
@@ -51,8 +52,10 @@ __all__ = [
                        "read_failures",
                        "request_masks",
                        "resolve_scenario",
+                       "run_file_for",
                        "run_file_name",
                        "run_member",
+                       "scan_runs",
                        "select_split",
                        "split_labels",
                        "split_runs",
