@@ -332,6 +332,18 @@ def _call_rule(rule: Any, v: np.ndarray) -> np.ndarray:
     return np.asarray(rule(v))
 
 
+def _parameter_values(ds: Any, parameter: str | None) -> np.ndarray:
+    name = parameter or ds.attrs.get("parameter")
+    if not name:
+        raise ValueError("split: the dataset names no swept parameter (attribute 'parameter'); pass parameter=")
+    if name not in ds.coords and name not in ds.variables:
+        raise ValueError(f"split: the dataset has no coordinate {name!r} (the swept parameter)")
+    values = ds[name]
+    if values.dims != ("run",):
+        raise ValueError(f"split: {name!r} must be a coordinate along 'run', got dims {values.dims}")
+    return np.asarray(values.values)
+
+
 def _parameter_table(ds: Any, parameter: str | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``{coordinate: values along run}`` of the swept parameter(s) and md-path aliases of the coordinates."""
     if parameter is not None:
