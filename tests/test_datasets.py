@@ -135,8 +135,9 @@ def test_north79_split_by_rank_is_order_independent():
     assert (labels == "train").sum() == 8 and labels[0] == "train"
     perm = np.random.default_rng(0).permutation(thresholds.size)
     assert (split_labels(thresholds[perm], "north79-calving") == labels[perm]).all()
-    with pytest.raises(ValueError, match="no split rule"):
-        split_runs(xr.Dataset(coords={"run": [0], "p": ("run", [1.0])}, attrs={"parameter": "p"}))
+    # an ensemble that names no rule gets the default 'interleaved' rule
+    one = split_runs(xr.Dataset(coords={"run": [0], "p": ("run", [1.0])}, attrs={"parameter": "p"}))
+    assert one["train"].tolist() == [0] and one["test"].size == 0
 
 
 # ------------------------------------------------------------------------------------------ files
