@@ -15,16 +15,19 @@ Modules, one job each:
 * :mod:`~issm_emulator.datasets.member`: one run, built, solved and packaged (:func:`run_member`);
 * :mod:`~issm_emulator.datasets.store`: atomic writes, finished runs, failure records, :func:`combine_runs`;
 * :mod:`~issm_emulator.datasets.runner`: the local and dask executors and :func:`generate_ensemble`;
+* :mod:`~issm_emulator.datasets.model_sweep`: sweeps of a user's saved pyISSM model over md fields
+  (:func:`sweep_model`, :class:`ModelSweepSpec`; ``issm-emulator generate --model``);
 * :mod:`~issm_emulator.datasets.splits`: train/validation/test splits.
 """
 
 from __future__ import annotations
 
 from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_for, run_file_name
+from .model_sweep import ModelSweepSpec, Variation, model_sweep_spec, parse_vary, sweep_model
 from .member import initial_fields, member_dataset, request_masks, run_member
 from .runner import generate_ensemble
 from .spec import SCENARIOS, EnsembleError, EnsembleSpec, parse_values, resolve_scenario
-from .splits import SPLIT_RULES, SPLITS, ModuloRule, select_split, split_labels, split_runs
+from .splits import SPLIT_RULES, SPLITS, ModuloRule, parse_split, select_split, split_labels, split_report, split_runs
 from .store import atomic_write_netcdf, combine_runs, find_runs, read_failures, scan_runs
 from .sweeps import SWEEPS, Sweep, ensemble_spec, mismip_plus_experiment, mismip_plus_melt, square_melt
 
@@ -37,8 +40,10 @@ __all__ = [
                        "SWEEPS",
                        "EnsembleError",
                        "EnsembleSpec",
+                       "ModelSweepSpec",
                        "ModuloRule",
                        "Sweep",
+                       "Variation",
                        "atomic_write_netcdf",
                        "combine_runs",
                        "find_runs",
@@ -48,6 +53,9 @@ __all__ = [
                        "member_dataset",
                        "mismip_plus_experiment",
                        "mismip_plus_melt",
+                       "model_sweep_spec",
+                       "parse_split",
+                       "parse_vary",
                        "parse_values",
                        "read_failures",
                        "request_masks",
@@ -60,4 +68,6 @@ __all__ = [
                        "split_labels",
                        "split_runs",
                        "square_melt",
+                       "split_report",
+                       "sweep_model",
 ]

@@ -256,7 +256,7 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
         "solver": spec.solver_name,
         "solver_version": ",".join(sorted(v for v in solver_versions if v)),
         "solver_options": json.dumps(jsonable(spec.solver_options), sort_keys=True),
-        "scenario_kwargs": json.dumps(spec.provenance()["scenario_kwargs"], sort_keys=True),
+        "scenario_kwargs": json.dumps(spec.provenance().get("scenario_kwargs", {}), sort_keys=True),
         "years": json.dumps(jsonable(spec.years)),
         "time_step": json.dumps(jsonable(spec.time_step)),
         "output_frequency": json.dumps(spec.output_frequency),
