@@ -110,6 +110,7 @@ def load_pyissm_model(path: str | os.PathLike) -> Any:
         raise ModelInputError("model file", "a model saved by pyissm.model.io.save_model", f"{p} does not exist")
     from pyissm.model.io import load_model
 
+    os.environ.setdefault("USER", "issm-emulator")  # pyISSM's cluster class reads $USER while loading
     try:
         with _quiet():
             md = load_model(str(p))

@@ -457,8 +457,8 @@ def split_report(table: Mapping[str, Any], rule: Any) -> dict[str, Any]:
     fix = None
     if out["empty"]:
         if n < 3:
-            fix = (f"{n} run(s) cannot fill train, validation and test: add values (3 runs or more), or train with "
-                   "an empty validation split and evaluate with --runs train")
+            fix = (f"{n} run(s) cannot fill train, validation and test: add values (3 runs or more fill every "
+                   "split under 'interleaved')")
         elif name == DEFAULT_RULE:
             fix = "give explicit value lists to train and evaluate, e.g. --split 'test=V1;validation=V2'"
         else:
