@@ -23,11 +23,20 @@ Modules, one job each:
 from __future__ import annotations
 
 from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_for, run_file_name
-from .model_sweep import ModelSweepSpec, Variation, model_sweep_spec, parse_vary, sweep_model
 from .member import initial_fields, member_dataset, request_masks, run_member
+from .model_sweep import ModelSweepSpec, Variation, model_sweep_spec, parse_vary, sweep_model
 from .runner import generate_ensemble
 from .spec import SCENARIOS, EnsembleError, EnsembleSpec, parse_values, resolve_scenario
-from .splits import SPLIT_RULES, SPLITS, ModuloRule, parse_split, select_split, split_labels, split_report, split_runs
+from .splits import (
+                       SPLIT_RULES,
+                       SPLITS,
+                       ModuloRule,
+                       parse_split,
+                       select_split,
+                       split_labels,
+                       split_report,
+                       split_runs,
+)
 from .store import atomic_write_netcdf, combine_runs, find_runs, read_failures, scan_runs
 from .sweeps import SWEEPS, Sweep, ensemble_spec, mismip_plus_experiment, mismip_plus_melt, square_melt
 
@@ -46,8 +55,8 @@ __all__ = [
                        "Variation",
                        "atomic_write_netcdf",
                        "combine_runs",
-                       "find_runs",
                        "ensemble_spec",
+                       "find_runs",
                        "generate_ensemble",
                        "initial_fields",
                        "member_dataset",
@@ -55,8 +64,8 @@ __all__ = [
                        "mismip_plus_melt",
                        "model_sweep_spec",
                        "parse_split",
-                       "parse_vary",
                        "parse_values",
+                       "parse_vary",
                        "read_failures",
                        "request_masks",
                        "resolve_scenario",
@@ -66,8 +75,8 @@ __all__ = [
                        "scan_runs",
                        "select_split",
                        "split_labels",
+                       "split_report",
                        "split_runs",
                        "square_melt",
-                       "split_report",
                        "sweep_model",
 ]

@@ -24,18 +24,14 @@ built-in sweeps (:func:`~issm_emulator.datasets.runner.generate_ensemble`); runs
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import io
 import itertools
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,314 +41,26 @@ import numpy as np
 
 from issm_emulator.errors import IssmEmulatorError, ModelInputError
 
-from .spec import EnsembleError, jsonable, parse_values
+from .md_fields import (
+    FORCING_FEATURES,
+    MD_FIELD_UNITS,
+    Variation,
+    apply_variation,
+    check_numeric,
+    field_unit,
+    load_pyissm_model,
+    model_digest,
+    parse_vary,
+    quiet,
+    resolve_field,
+    save_pyissm_model,
+    strip_md,
+    values_list,
+)
+from .spec import EnsembleError, jsonable
 
 __all__ = ["MD_FIELD_UNITS", "ModelSweepSpec", "Variation", "load_pyissm_model", "model_digest",
            "model_sweep_spec", "parse_vary", "sweep_model"]
-
-#: ISSM user units of the md fields most often swept (``md.`` omitted). Values of other fields are taken as
-#: plain numbers in the field's ISSM unit (a pint quantity with a unit is refused for them).
-MD_FIELD_UNITS: dict[str, str] = {
-    "basalforcings.floatingice_melting_rate": "m yr^-1",
-    "basalforcings.groundedice_melting_rate": "m yr^-1",
-    "basalforcings.deepwater_melting_rate": "m yr^-1",
-    "basalforcings.upperwater_melting_rate": "m yr^-1",
-    "basalforcings.deepwater_elevation": "m",
-    "basalforcings.upperwater_elevation": "m",
-    "basalforcings.meltrate_factor": "yr^-1",
-    "basalforcings.threshold_thickness": "m",
-    "basalforcings.upperdepth_melt": "m",
-    "smb.mass_balance": "m yr^-1",
-    "friction.coefficient": "s^(1/2) m^(-1/2)",
-    "calving.stress_threshold_floatingice": "Pa",
-    "calving.stress_threshold_groundedice": "Pa",
-    "calving.calvingrate": "m yr^-1",
-    "frontalforcings.meltingrate": "m yr^-1",
-    "geometry.thickness": "m",
-    "geometry.surface": "m",
-    "geometry.base": "m",
-    "geometry.bed": "m",
-    "initialization.vx": "m yr^-1",
-    "initialization.vy": "m yr^-1",
-    "materials.rho_ice": "kg m^-3",
-    "materials.rho_water": "kg m^-3",
-    "stressbalance.spcvx": "m yr^-1",
-    "stressbalance.spcvy": "m yr^-1",
-    "friction.p": "1",
-    "friction.q": "1",
-    "materials.rheology_n": "1",
-}
-
-#: md field -> the network feature that carries it (its range goes into checkpoints). Fields that are
-#: features anyway (friction_coefficient, rheology_B, smb, ...) need no entry.
-FORCING_FEATURES: dict[str, str] = {
-    "basalforcings.floatingice_melting_rate": "melt_rate",
-    "calving.stress_threshold_floatingice": "calving_threshold",
-}
-
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_TIME_FIELDS = ("timestepping.final_time", "timestepping.time_step", "settings.output_frequency")
-
-
-def _quiet():
-    """Silence pyISSM's prints and warnings while it loads or saves a model."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    return stack
-
-
-def load_pyissm_model(path: str | os.PathLike) -> Any:
-    """A model written by ``pyissm.model.io.save_model``, read with ``pyissm.model.io.load_model``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelInputError("model file", "a model saved by pyissm.model.io.save_model", f"{p} does not exist")
-    from pyissm.model.io import load_model
-
-    os.environ.setdefault("USER", "issm-emulator")  # pyISSM's cluster class reads $USER while loading
-    try:
-        with _quiet():
-            md = load_model(str(p))
-    except Exception as exc:  # noqa: BLE001 - any reader error is a bad model file
-        raise ModelInputError("model file", "a model saved by pyissm.model.io.save_model",
-                              f"{p} cannot be read ({type(exc).__name__}: {exc})") from None
-    if md is None or not hasattr(md, "mesh"):
-        raise ModelInputError("model file", "a model saved by pyissm.model.io.save_model", f"{p} holds no model")
-    return md
-
-
-def _save_pyissm_model(md: Any, path: Path) -> None:
-    from pyissm.model.io import save_model
-
-    with _quiet():
-        save_model(md, str(path))
-
-
-# ------------------------------------------------------------------------------------------- digest
-_SKIP_CLASSES = frozenset({"results", "private", "cluster", "toolkits", "verbose", "miscellaneous", "radaroverlay",
-                           "debug", "qmu", "autodiff", "inversion", "outputdefinition"})
-
-
-def _feed(h: Any, obj: Any, depth: int = 0) -> None:
-    if isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf":
-        a = np.ascontiguousarray(obj, dtype=np.float64)
-        h.update(f"a{a.shape}".encode())
-        h.update(a.tobytes())
-    elif isinstance(obj, (bool, int, float, np.integer, np.floating)):
-        h.update(f"n{float(obj)!r}".encode())
-    elif isinstance(obj, (str, bytes)):
-        h.update(f"s{obj!r}".encode())
-    elif isinstance(obj, (list, tuple, np.ndarray)):
-        h.update(f"l{len(obj)}".encode())
-        for item in obj:
-            _feed(h, item, depth + 1)
-    elif isinstance(obj, Mapping):
-        for k in sorted(obj, key=str):
-            h.update(f"k{k}".encode())
-            _feed(h, obj[k], depth + 1)
-    elif obj is None:
-        h.update(b"none")
-    elif hasattr(obj, "__dict__") and depth < 3:
-        h.update(f"o{type(obj).__name__}".encode())
-        for k in sorted(vars(obj)):
-            h.update(f"f{k}".encode())
-            _feed(h, getattr(obj, k), depth + 1)
-    else:
-        h.update(f"t{type(obj).__name__}".encode())
-
-
-def model_digest(md: Any) -> str:
-    """sha256 (hex) of a model's content (every field of its classes except results, cluster and other
-    bookkeeping): identical models, however saved, have the same digest."""
-    h = hashlib.sha256()
-    for name in sorted(vars(md)):
-        if name in _SKIP_CLASSES:
-            continue
-        h.update(f"c{name}".encode())
-        _feed(h, getattr(md, name))
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------- variations
-def _strip_md(path: str) -> str:
-    path = path.strip()
-    return path[3:] if path.startswith("md.") else path
-
-
-def _coord_name(path: str, scale: bool) -> str:
-    return path.replace(".", "_") + ("_factor" if scale else "")
-
-
-@dataclass(frozen=True)
-class Variation:
-    """One swept md field: ``path`` (``'basalforcings.floatingice_melting_rate'``), whether its values set
-    the field or ``scale`` it, the values (floats in ``units``), and ``units`` (the field's ISSM unit; ``'1'``
-    for factors; None when unknown: plain numbers)."""
-
-    path: str
-    scale: bool
-    values: tuple[float, ...]
-    units: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The ensemble coordinate of this variation (``basalforcings_floatingice_melting_rate``,
-        ``friction_coefficient_factor``)."""
-        return _coord_name(self.path, self.scale)
-
-    @property
-    def md_path(self) -> str:
-        return f"md.{self.path}"
-
-    def label(self) -> str:
-        return f"{self.path}{'*' if self.scale else ''}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "operation": "scale" if self.scale else "set", "units": self.units,
-                "values": list(self.values)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Variation:
-        return cls(str(d["path"]), d.get("operation") == "scale", tuple(float(v) for v in d.get("values", ())),
-                   d.get("units"))
-
-
-def parse_vary(text: str) -> tuple[str, bool, str]:
-    """``'PATH=VALUES'`` or ``'PATH*=VALUES'`` -> ``(path without 'md.', scale, values text)``."""
-    key, sep, values = str(text).partition("=")
-    if not sep or not key.strip() or not values.strip():
-        raise ValueError(f"--vary {text!r}: expected PATH=VALUES or 'PATH*=VALUES' (e.g. "
-                         "basalforcings.floatingice_melting_rate=0:70:2)")
-    key = key.strip()
-    scale = key.endswith("*")
-    return _strip_md(key.rstrip("*").strip()), scale, values.strip()
-
-
-def _field_unit(path: str, scale: bool) -> str | None:
-    return "1" if scale else MD_FIELD_UNITS.get(path)
-
-
-def _resolve(md: Any, path: str) -> tuple[Any, str, Any]:
-    """``(owner object, attribute, current value)`` of ``md.path``, or a ModelInputError."""
-    if not _PATH.match(path):
-        raise ModelInputError(f"md.{path}", "a field path such as basalforcings.floatingice_melting_rate",
-                              repr(path))
-    obj = md
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        if not hasattr(obj, part):
-            where = "md" + "".join(f".{p}" for p in parts[:i])
-            known = sorted(k for k in getattr(obj, "__dict__", {}) if not k.startswith("_"))
-            raise ModelInputError(f"md.{path}", f"a field of the model ({where} has: {', '.join(known[:40])})",
-                                  f"no field {part!r} in {where}")
-        if i < len(parts) - 1:
-            obj = getattr(obj, part)
-    return obj, parts[-1], getattr(obj, parts[-1])
-
-
-def _check_numeric(path: str, current: Any, scale: bool) -> None:
-    if current is None and not scale:
-        return
-    if hasattr(current, "__dict__") and not isinstance(current, np.ndarray):
-        raise ModelInputError(f"md.{path}", "a numeric field (a number or an array)",
-                              f"a {type(current).__name__} object; name one of its fields")
-    arr = np.asarray(current)
-    if arr.dtype.kind not in "biuf":
-        raise ModelInputError(f"md.{path}", "a numeric field (a number or an array)", f"{type(current).__name__} "
-                              f"{str(current)[:60]!r}")
-    if scale and arr.size == 0:
-        raise ModelInputError(f"md.{path}", "a field with values to scale", "an empty field")
-
-
-def _to_value(v: Any, path: str, unit: str | None, scale: bool, yts: float | None) -> float:
-    """One swept value as a float in the field's ISSM unit."""
-    from issm_emulator.units import to_issm
-
-    field_name = f"md.{path}" + (" (scale factor)" if scale else "")
-    mag = getattr(v, "magnitude", v)
-    if np.ndim(mag) != 0:
-        raise ModelInputError(field_name, "scalar values (each is broadcast to the field's shape)",
-                              f"a value of shape {np.shape(mag)}")
-    if isinstance(v, (bool, np.bool_)):
-        raise ModelInputError(field_name, "numbers", repr(v))
-    try:
-        if unit is None:
-            if hasattr(v, "units") or isinstance(v, str):
-                from issm_emulator.units import ureg
-
-                q = ureg.Quantity(v) if isinstance(v, str) else v
-                if not q.dimensionless:
-                    raise ModelInputError(field_name, "a plain number in the field's ISSM unit (its unit is not "
-                                          "known to issm-emulator, so a quantity cannot be converted)", str(v))
-                out = float(q.to("").magnitude)
-            else:
-                out = float(v)
-        else:
-            out = float(to_issm(v, unit, field=field_name, yts=yts))
-    except ModelInputError:
-        raise
-    except (IssmEmulatorError, ValueError, TypeError, AttributeError) as exc:
-        raise ModelInputError(field_name, f"values in {unit or 'the field unit'} (or a compatible pint quantity)",
-                              f"{v!r}: {exc}") from None
-    if not math.isfinite(out):
-        raise ModelInputError(field_name, "finite values", repr(v))
-    return float(round(out, 12))
-
-
-def _values_list(raw: Any, path: str, unit: str | None, scale: bool, yts: float | None) -> tuple[float, ...]:
-    field_name = f"md.{path}"
-    if isinstance(raw, str):
-        try:
-            parsed, given = parse_values(raw)
-        except ValueError as exc:
-            raise ModelInputError(field_name, "values such as 0:70:2 or 0,10,35 (optionally with a unit)",
-                                  str(exc)) from None
-        items: list[Any] = [f"{p!r} {given}" for p in parsed] if given else parsed
-    elif hasattr(raw, "units") and hasattr(raw, "magnitude"):  # a pint Quantity array
-        mag = np.asarray(raw.magnitude)
-        if mag.ndim > 1:
-            raise ModelInputError(field_name, "a list of scalar values", f"an array of shape {mag.shape}")
-        items = [raw[i] for i in range(mag.size)] if mag.ndim == 1 else [raw]
-    elif isinstance(raw, np.ndarray):
-        if raw.ndim > 1:
-            raise ModelInputError(field_name, "a list of scalar values (each is broadcast to the field's shape)",
-                                  f"an array of shape {raw.shape}")
-        items = list(np.atleast_1d(raw))
-    elif isinstance(raw, (list, tuple)):
-        items = list(raw)
-    else:
-        items = [raw]
-    if not items:
-        raise ModelInputError(field_name, "at least one value", "none")
-    out = tuple(_to_value(v, path, unit, scale, yts) for v in items)
-    if len(set(out)) != len(out):
-        raise ModelInputError(field_name, "distinct values", f"duplicates in {list(out)}")
-    return out
-
-
-def _timeseries(arr: np.ndarray, nv: int, ne: int) -> bool:
-    return arr.ndim == 2 and arr.shape[0] in (nv + 1, ne + 1) and arr.shape[1] > 1
-
-
-def _apply(md: Any, var: Variation, value: float) -> None:
-    owner, attr, current = _resolve(md, var.path)
-    nv = int(md.mesh.numberofvertices)
-    ne = int(md.mesh.numberofelements)
-    if current is None or np.ndim(current) == 0:
-        if var.scale:
-            setattr(owner, attr, float(current) * value)
-        else:
-            setattr(owner, attr, float(value))
-        return
-    arr = np.array(current, dtype=np.float64)
-    rows = slice(0, -1) if _timeseries(arr, nv, ne) else slice(None)
-    if var.scale:
-        arr[rows] = arr[rows] * value
-    else:
-        arr[rows] = value
-    setattr(owner, attr, arr)
-
 
 # ------------------------------------------------------------------------------------------- the spec
 @dataclass(frozen=True, eq=False)
@@ -508,7 +216,7 @@ class ModelSweepSpec:
         """Apply the time overrides and the run's values to ``md`` (changed in place, returned)."""
         _apply_time(md, self.years, self.time_step, self.output_frequency)
         for var, x in zip(self.variations, self.value_coords(value).values()):
-            _apply(md, var, x)
+            apply_variation(md, var, x)
         return md
 
     def build_model(self, value: Any) -> Any:
@@ -581,7 +289,7 @@ def _check_grid(spec: ModelSweepSpec, base: Any, max_checks: int = 64) -> None:
         md = spec.apply(copy.deepcopy(base), value)
         request_masks(md)
         try:
-            with _quiet():
+            with quiet():
                 read_model(md, "Transient")
         except ModelInputError as exc:
             raise ModelInputError(exc.field, exc.expected,
@@ -636,7 +344,7 @@ def model_sweep_spec(md: Any, vary: Mapping[str, Any] | Sequence[str], out_dir: 
     if isinstance(vary, Mapping):
         for key, raw in vary.items():
             key = str(key).strip()
-            items.append((_strip_md(key.rstrip("*")), key.endswith("*"), raw))
+            items.append((strip_md(key.rstrip("*")), key.endswith("*"), raw))
     else:
         for text in vary:
             try:
@@ -648,10 +356,10 @@ def model_sweep_spec(md: Any, vary: Mapping[str, Any] | Sequence[str], out_dir: 
     yts = float(getattr(getattr(md, "constants", None), "yts", 0) or 0) or None
     variations = []
     for path, scale, raw in items:
-        _, _, current = _resolve(md, path)
-        _check_numeric(path, current, scale)
-        unit = _field_unit(path, scale)
-        variations.append(Variation(path, scale, _values_list(raw, path, unit, scale, yts), unit))
+        _, _, current = resolve_field(md, path)
+        check_numeric(path, current, scale)
+        unit = field_unit(path, scale)
+        variations.append(Variation(path, scale, values_list(raw, path, unit, scale, yts), unit))
     years, time_step, output_frequency = _time_overrides(years, time_step, output_frequency)
 
     # the model as the workers will read it: from a file saved by pyISSM, digested by content
@@ -659,7 +367,7 @@ def model_sweep_spec(md: Any, vary: Mapping[str, Any] | Sequence[str], out_dir: 
     tmp = out / f".model.{os.getpid()}.tmp.nc"
     try:
         if src_path is None:
-            _save_pyissm_model(md, tmp)
+            save_pyissm_model(md, tmp)
         else:
             shutil.copyfile(src_path, tmp)
         base = load_pyissm_model(tmp)

@@ -59,8 +59,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLITS", "SPLIT_RULES", "DEFAULT_RULE", "ExplicitSplit", "InterleavedRule", "ModuloRule", "parse_split",
-           "select_split", "split_labels", "split_report", "split_runs"]
+__all__ = [
+    "DEFAULT_RULE",
+    "SPLITS",
+    "SPLIT_RULES",
+    "ExplicitSplit",
+    "InterleavedRule",
+    "ModuloRule",
+    "parse_split",
+    "select_split",
+    "split_labels",
+    "split_report",
+    "split_runs",
+]
 
 #: The rule of an ensemble that names none (and of model sweeps).
 DEFAULT_RULE = "interleaved"
@@ -217,7 +228,7 @@ class ExplicitSplit:
                 name = names[0]
             else:
                 key = str(param)
-                key = key[3:] if key.startswith("md.") else key
+                key = key.removeprefix("md.")
                 name = key if key in table else aliases.get(key, aliases.get(f"md.{key}"))
                 if name not in table:
                     raise ValueError(f"split {self.text!r}: {param!r} is not a swept parameter of the ensemble "
@@ -365,7 +376,7 @@ def _parameter_table(ds: Any, parameter: str | None) -> tuple[dict[str, np.ndarr
         attrs = ds[name].attrs
         if attrs.get("md_path"):
             path = str(attrs["md_path"])
-            path = path[3:] if path.startswith("md.") else path
+            path = path.removeprefix("md.")
             aliases[path + ("*" if attrs.get("operation") == "scale" else "")] = name
     return table, aliases
 

@@ -129,7 +129,7 @@ def scan_runs(runs_dir: str | os.PathLike) -> dict[str, Path]:
                 attrs = nc.__dict__
                 complete = int(attrs.get("run_complete", 0)) == 1
                 fp = attrs.get("run_fingerprint")
-        except Exception:  # noqa: BLE001 - unreadable file: not finished, its run is recomputed
+        except Exception:  # noqa: BLE001, S112 - unreadable file: not finished, its run is recomputed
             continue
         if complete and isinstance(fp, str) and fp:
             found.setdefault(fp, p)
