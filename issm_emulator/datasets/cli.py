@@ -150,6 +150,12 @@ def _split_lines(rep: dict[str, Any], table: dict[str, Any]) -> str:
     return text
 
 
+def _fmt_item(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(_fmt_item(x) for x in v) + ")"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
 def _fmt_list(v: np.ndarray) -> str:
     items = [f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x) for x in v.tolist()]
     return ", ".join(items[:12]) + (f", ... ({len(items) - 12} more)" if len(items) > 12 else "")
@@ -269,7 +275,8 @@ def generate(ctx: click.Context, model: Path | None, vary: tuple[str, ...], zip_
                                 split_rule=_split_text(split) or "interleaved")
     except (IssmEmulatorError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    grid = " x ".join(f"{v.label()} ({_fmt_values(np.asarray(v.values))}{' ' + v.units if v.units else ''})"
+    grid = " x ".join(f"{v.label()} ({_fmt_values(np.asarray(v.values))}"
+                      f"{' ' + v.units if v.units not in (None, '1') else ''})"
                       for v in spec.variations)
     click.echo(f"{model.name}: {len(spec.values)} runs of {grid}{' (zipped)' if zip_ else ''} with solver "
                f"{spec.solver_name!r} -> {out}", err=True)
@@ -429,7 +436,8 @@ def info(file: Path, as_json: bool) -> None:
                      f"{', values zipped' if m.get('zip') else ''}")
     for p in s.get("parameters", []):
         what = f" ({p['operation']} {p['md_path']})" if p.get("md_path") else ""
-        lines.append(f"parameter   {p['name']}{what}: {p['summary']} {p['units']}".rstrip())
+        units = p["units"] if p["units"] != "1" else ""
+        lines.append(f"parameter   {p['name']}{what}: {p['summary']} {units}".rstrip())
     if "times" in s:
         t = s["times"]
         step = f", every {t['interval']:.6g} {t['units']}" if "interval" in t else ""
@@ -447,8 +455,7 @@ def info(file: Path, as_json: bool) -> None:
             for which in ("validation", "test"):
                 vals = sp["values"][which]
                 if vals:
-                    lines.append(f"  {which:<10}  " + ", ".join(
-                        (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in vals[:12]) +
+                    lines.append(f"  {which:<10}  " + ", ".join(_fmt_item(v) for v in vals[:12]) +
                         (f", ... ({len(vals) - 12} more)" if len(vals) > 12 else ""))
         if sp.get("fix"):
             lines.append(f"  warning: the {', '.join(sp['empty'])} split(s) are empty. Fix: {sp['fix']}")
