@@ -186,3 +186,16 @@ def test_the_own_model_walkthrough_script_runs(tmp_path, monkeypatch):
     with xr.open_dataset(path) as ds:
         assert ds.sizes["run"] == 2 and ds.sizes["vertex"] == 59
         assert np.isfinite(ds.thickness.values).all()
+
+
+def test_workers_without_the_folder_get_the_model_bytes(tmp_path):
+    """A dask worker without the ensemble folder builds the runs from the bytes the spec carries."""
+    import pickle
+
+    spec = model_sweep_spec(_model(), {MELT: [5.0]}, tmp_path / "ens")
+    remote = pickle.loads(pickle.dumps(spec.for_workers()))
+    moved = tmp_path / "elsewhere.nc"
+    (tmp_path / "ens" / spec.model_file.rsplit("/", 1)[-1]).rename(moved)
+    md = remote.build_model(5.0)
+    np.testing.assert_array_equal(md.basalforcings.floatingice_melting_rate, 5.0)
+    assert remote.fingerprint(5.0) == spec.fingerprint(5.0)  # the bytes are not part of the identity
