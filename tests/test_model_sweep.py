@@ -176,7 +176,7 @@ def test_the_own_model_walkthrough_script_runs(tmp_path, monkeypatch):
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "own-model.md").read_text()
-    script = re.search(r"```python\n(\"\"\"make_my_model.py.*?)```", doc, re.S).group(1)
+    script = re.search(r"```python\n(\"\"\"make_my_model.py.*?)```", doc, re.DOTALL).group(1)
     monkeypatch.chdir(tmp_path)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
