@@ -57,7 +57,7 @@ def test_cli_sweep_of_a_saved_model_then_train_and_evaluate(saved_model, tmp_pat
                                         "--workers", "0", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "6 runs of" in res.output and "0 of 6 runs already computed" in res.output
-    assert "splits (interleaved): train 3, validation 1, test 2 of 6 run(s)" in res.output
+    assert "splits (interleaved): train 4, validation 1, test 1 of 6 run(s)" in res.output
     with xr.open_dataset(out / "ensemble.nc") as ds:
         ds.load()
     melt, fac = ds[MELT.replace(".", "_")], ds["friction_coefficient_factor"]
@@ -76,7 +76,7 @@ def test_cli_sweep_of_a_saved_model_then_train_and_evaluate(saved_model, tmp_pat
     res = runner.invoke(dcli.info, [str(out)])
     assert res.exit_code == 0, res.output
     assert "model       model-" in res.output and "(scale md.friction.coefficient)" in res.output
-    assert "splits      train 3, validation 1, test 2 (interleaved" in res.output
+    assert "splits      train 4, validation 1, test 1 (interleaved" in res.output
 
     ck = tmp_path / "egcn.pt"
     res = runner.invoke(train_command, ["--data", str(out), "--out", str(ck), "--epochs", "1", "--hidden", "8",
@@ -85,7 +85,7 @@ def test_cli_sweep_of_a_saved_model_then_train_and_evaluate(saved_model, tmp_pat
     res = runner.invoke(evaluate_command, ["--checkpoint", str(ck), "--data", str(out), "--out",
                                            str(tmp_path / "eval"), "--no-plots"])
     assert res.exit_code == 0, res.output
-    assert "rollout" in res.output and "split 'test': 2 run(s)" in res.output
+    assert "rollout" in res.output and "split 'test': 1 run(s)" in res.output
 
 
 def test_python_api_zip_units_resume_and_rebuild(tmp_path):

@@ -154,6 +154,12 @@ def test_interleaved_examples_and_several_parameters():
     assert split_labels(np.array(["Ice0", "Ice1r", "Ice2r"]), None).tolist() == ["train", "test", "validation"]
     with pytest.raises(ValueError, match="one swept parameter"):
         split_labels(table, "pig-melt")
+    # 7 x 3: P = 7, not 6, so the held-out runs spread over every value of the last parameter
+    a, b = np.meshgrid(np.arange(0, 70, 10.0), [0.8, 1.0, 1.2], indexing="ij")
+    labels = split_labels({"melt": a.ravel(), "factor": b.ravel()}, "interleaved")
+    assert InterleavedRule.period(21, 3) == 7 and (labels == "train").sum() == 15
+    for which in ("test", "validation"):
+        assert sorted(b.ravel()[labels == which].tolist()) == [0.8, 1.0, 1.2]
 
 
 def test_explicit_value_lists():

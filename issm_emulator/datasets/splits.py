@@ -12,7 +12,9 @@ that order, ``n`` the number of runs, and the period ``P`` is 3 for n <= 4, 4 fo
     train       everything else
 
 so the first run (smallest values) always trains, held-out runs lie between training runs, and every split
-has a run as soon as there are 3 runs. Examples: 0,10,20,30 -> train 0, 30; test 10; validation 20.
+has a run as soon as there are 3 runs. With several parameters, ``P`` is raised (7 instead of 6, 5 instead
+of 4) until it shares no factor with the number of distinct values of the last parameter, so the held-out
+runs do not all fall on one value of it (a 7 x 3 grid holds out runs at all three). Examples: 0,10,20,30 -> train 0, 30; test 10; validation 20.
 0:70:2 (36 runs) -> test 2, 14, 26, ...; validation 8, 20, 32, ...; 24 runs train. The period depends on
 ``n``, so extending a grid may move runs between splits (compare checkpoints on one grid).
 
@@ -53,6 +55,7 @@ split is empty.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -159,8 +162,13 @@ class InterleavedRule:
     ``k mod P == P // 2 + 1``, train the rest."""
 
     @staticmethod
-    def period(n: int) -> int:
-        return 3 if n <= 4 else 4 if n < 12 else 6
+    def period(n: int, inner: int | None = None) -> int:
+        """P for ``n`` runs; with several parameters, raised until it shares no factor with ``inner``, the
+        number of distinct values of the last parameter, so held-out runs do not all fall on one of them."""
+        p = 3 if n <= 4 else 4 if n < 12 else 6
+        while inner is not None and inner > 1 and math.gcd(p, inner) != 1:
+            p += 1
+        return p
 
     def __call__(self, values: Any) -> np.ndarray:
         v = np.asarray(values)
@@ -177,14 +185,15 @@ class InterleavedRule:
         order = np.lexsort(ranks.T[::-1])  # first parameter most significant; stable for equal rows
         k = np.empty(n, dtype=np.int64)
         k[order] = np.arange(n)
-        p = self.period(n)
+        p = self.period(n, int(ranks[:, -1].max()) + 1 if v.shape[1] > 1 else None)
         labels[k % p == p // 2 + 1] = "validation"
         labels[k % p == 1] = "test"
         return labels.astype(str)
 
     def describe(self) -> str:
         return ("k = position of the run among the runs sorted by parameter value(s), P = 3 (<= 4 runs), 4 (5-11) "
-                "or 6 (>= 12); test: k mod P == 1; validation: k mod P == P//2 + 1; train: the rest")
+                "or 6 (>= 12), with several parameters raised to share no factor with the last one's count; "
+                "test: k mod P == 1; validation: k mod P == P//2 + 1; train: the rest")
 
 
 #: Built-in rules by name (see the module documentation).
