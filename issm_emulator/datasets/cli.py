@@ -221,8 +221,10 @@ values; run files of values outside the grid are reported and left alone (never 
 Splits (printed before the runs start; train/evaluate --split overrides): 'interleaved' is the default of
 model sweeps and of ensembles that name no rule: the runs are sorted by value, k is a run's position and
 P = 3 (<= 4 runs), 4 (5-11) or 6 (>= 12), with several --vary raised to share no factor with the last
-one's number of values; test: k mod P == 1, validation: k mod P == P//2 + 1, train: the rest. pig-melt and square-melt use the seed's Pine Island rule 'pig-melt' (test: rate mod 20 m/yr == 0,
-validation: rate mod 20 == 10), north79-calving the rule of the same name.
+one's number of values; test: k mod P == 1, validation: k mod P == P//2 + 1, train: the rest.
+pig-melt and square-melt use the seed's Pine Island rule 'pig-melt' (test: rate mod 20 m/yr == 0,
+validation: rate mod 20 == 10), north79-calving the rule of the same name. An empty split is reported
+with the fix; train/evaluate --split 'test=10,30;validation=20' choose the held-out values explicitly.
 """
 
 

@@ -111,8 +111,9 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
 
     Parameters
     ----------
-    spec : EnsembleSpec or str
-        The sweep (a name of :data:`~issm_emulator.datasets.sweeps.SWEEPS` uses its defaults).
+    spec : EnsembleSpec, ModelSweepSpec or str
+        The sweep (a name of :data:`~issm_emulator.datasets.sweeps.SWEEPS` uses its defaults; a
+        :class:`~issm_emulator.datasets.model_sweep.ModelSweepSpec` sweeps a saved pyISSM model).
     out_dir : path
         Output folder (created): ``runs/`` holds one NetCDF per finished run and a ``.failed.json`` per
         failed run; the combined dataset is ``ensemble.nc``
@@ -140,8 +141,11 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
 
     Notes
     -----
-    Finished runs (a run file with ``run_complete = 1`` and this spec's fingerprint) are skipped, so the
-    same call resumes an interrupted generation. A failed run does not stop the others; a
+    Finished runs (a run file in ``runs/`` with ``run_complete = 1`` and the fingerprint of this spec's
+    settings and the run's value, whatever the file's name) are skipped, so the same call resumes an
+    interrupted generation, and a call with an overlapping or extended grid runs only the new values. Run
+    files of other values or settings are logged (a warning) and left alone; the combined file holds the
+    requested runs only, with ``run`` = their position in ``spec.values``. A failed run does not stop the others; a
     :class:`RuntimeWarning` lists the failures and the combined file records them (``failed_runs``).
     """
     if isinstance(spec, str):
