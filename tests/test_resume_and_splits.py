@@ -212,7 +212,8 @@ def test_empty_split_reported_at_generate_time_and_overridden_in_train_evaluate(
     args = ["--data", str(out), "--out", str(ck), "--epochs", "1", "--hidden", "8", "--layers", "1", "--device",
             "cpu", "--no-progress"]
     res = runner.invoke(train_command, args)
-    assert res.exit_code == 1 and "training split has no samples" in res.output
+    assert res.exit_code == 1 and "training split has no samples under the split rule 'square-melt'" in res.output
+    assert "--split interleaved" in res.output
     res = runner.invoke(train_command, [*args, "--split", "interleaved"])
     assert res.exit_code == 0, res.output
     ev = ["--checkpoint", str(ck), "--data", str(out), "--out", str(tmp_path / "ev"), "--no-plots"]

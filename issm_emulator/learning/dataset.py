@@ -167,7 +167,9 @@ class EnsembleDataset(Dataset):
     parameters : forcing features; default from the swept parameter (:data:`PARAMETER_FEATURES`)
     moving_front : predict the ice level set (direct mode); default: whether any run's ice level set
         changes sign pattern over time
-    rule : split rule (default the ensemble's ``split_rule`` attribute)
+    rule : split rule: a name, value lists (``'test=10,30;validation=20'``) or a callable
+        (:mod:`issm_emulator.datasets.splits`); default the ensemble's ``split_rule`` attribute, else
+        ``'interleaved'``
     runs : explicit run positions (along the file's ``run`` axis) instead of ``split``
     times : keep only outputs at these model times (years, matched to the nearest output)
     time_stride : keep only every ``time_stride``-th output (k = stride, 2 stride, ...); fewer, less

@@ -325,7 +325,12 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
     train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw, **noise)
     if len(train_ds) == 0:
-        raise DatasetError(f"{train_ds.path}: the training split has no samples")
+        from issm_emulator.datasets.splits import rule_name
+
+        rule = rule_name(split_rule if split_rule is not None else (train_ds.ds.attrs.get("split_rule") or None))
+        raise DatasetError(f"{train_ds.path}: the training split has no samples under the split rule {rule!r} "
+                           "(issm-emulator info shows the split); choose another rule or explicit value lists "
+                           "with --split, e.g. --split interleaved or --split 'test=V1;validation=V2'")
     spec = train_ds.spec
     val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
     in_norm, out_norm = fit_normalizers(train_ds)
