@@ -199,3 +199,14 @@ def test_workers_without_the_folder_get_the_model_bytes(tmp_path):
     md = remote.build_model(5.0)
     np.testing.assert_array_equal(md.basalforcings.floatingice_melting_rate, 5.0)
     assert remote.fingerprint(5.0) == spec.fingerprint(5.0)  # the bytes are not part of the identity
+
+
+def test_model_sweep_on_a_dask_cluster(saved_model, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        path = sweep_model(saved_model, {MELT: "0,40"}, tmp_path / "dask", years=1.0, scheduler=client,
+                           progress=False)
+    with xr.open_dataset(path) as ds:
+        last = ds.thickness.isel(time=-1).where(ds.ocean_levelset0 < 0).mean("vertex").values
+        assert ds.sizes["run"] == 2 and last[0] > last[1]  # more melt, thinner shelf
