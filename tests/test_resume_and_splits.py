@@ -26,7 +26,7 @@ from issm_emulator.datasets import (
 )
 from issm_emulator.datasets import cli as dcli
 from issm_emulator.datasets.layout import RUNS_DIR
-from issm_emulator.datasets.splits import DEFAULT_RULE, SPLIT_RULES, InterleavedRule
+from issm_emulator.datasets.splits import DEFAULT_RULE, SPLIT_RULES, InterleavedRule, coord_aliases
 from issm_emulator.errors import SolverError
 from issm_emulator.solvers.fem import FEMSolver
 
@@ -178,6 +178,12 @@ def test_explicit_value_lists():
                        ("test:nope=1", "not a swept parameter")]:
         with pytest.raises(ValueError, match=match):
             split_labels(table, bad)
+    attrs = {"melt": {"md_path": "md.basalforcings.floatingice_melting_rate", "operation": "set"},
+             "friction_coefficient_factor": {"md_path": "md.friction.coefficient", "operation": "scale"}}
+    rep = split_report(table, "test:friction.coefficient*=1.2", aliases=coord_aliases(attrs))
+    assert rep["test"] == [1, 3] and rep["train"] == [0, 2] and rep["empty"] == ["validation"] and rep["fix"]
+    rep = split_report(table, "validation:md.basalforcings.floatingice_melting_rate=10", aliases=coord_aliases(attrs))
+    assert rep["validation"] == [2, 3]
     for bad, match in [("nonsense", "unknown rule"), ("train=1", "not 'test' or 'validation'"),
                        ("test=1 m/yr", "without a unit")]:
         with pytest.raises(ValueError, match=match):

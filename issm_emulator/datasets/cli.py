@@ -28,7 +28,7 @@ from issm_emulator.errors import IssmEmulatorError
 from .layout import ENSEMBLE_FILE, RUNS_DIR
 from .runner import generate_ensemble, other_runs_message
 from .spec import parse_values
-from .splits import parse_split, split_report
+from .splits import coord_aliases, parse_split, split_report
 from .store import find_runs
 from .sweeps import SWEEPS, ensemble_spec
 
@@ -134,7 +134,8 @@ def _report(spec: Any, out: Path) -> None:
         click.echo("note: " + other_runs_message(found["other"], out / RUNS_DIR), err=True)
     table = {name: np.asarray([spec.value_coords(v)[name] for v in spec.values],
                               dtype=float if spec.coord_numeric(name) else object) for name in spec.parameters}
-    rep = split_report(table, spec.split_rule)
+    rep = split_report(table, spec.split_rule,
+                       aliases=coord_aliases({name: spec.coord_attrs(name) for name in spec.parameters}))
     click.echo(_split_lines(rep, table), err=True)
     if rep.get("fix"):
         click.echo(f"warning: the {', '.join(rep['empty'])} split(s) would be empty. Fix: {rep['fix']}", err=True)
@@ -403,7 +404,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
         rule = attrs.get("split_rule") or "interleaved"
         if out["runs"] and names:
             table = {n: np.asarray(ds[n].values) for n in names}
-            rep = split_report(table, rule)
+            rep = split_report(table, rule, aliases=coord_aliases({n: ds[n].attrs for n in names}))
             out["splits"] = {"rule": rep["rule"], "description": rep.get("description", "")}
             if "error" in rep:
                 out["splits"]["error"] = rep["error"]

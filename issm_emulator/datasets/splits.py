@@ -69,6 +69,7 @@ __all__ = [
     "ExplicitSplit",
     "InterleavedRule",
     "ModuloRule",
+    "coord_aliases",
     "parse_split",
     "select_split",
     "split_labels",
@@ -318,7 +319,16 @@ def _resolve_rule(rule: Any, ds: Any = None) -> Callable[[Any], Any]:
                     f"{type(rule).__name__}")
 
 
-def split_labels(values: Any, rule: Any) -> np.ndarray:
+def coord_aliases(attrs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """md-path aliases (``'friction.coefficient*'``) of swept coordinates, from ``{name: attributes}``."""
+    out = {}
+    for name, a in attrs.items():
+        if a.get("md_path"):
+            out[str(a["md_path"]).removeprefix("md.") + ("*" if a.get("operation") == "scale" else "")] = name
+    return out
+
+
+def split_labels(values: Any, rule: Any, *, aliases: Mapping[str, str] | None = None) -> np.ndarray:
     """``'train'``/``'validation'``/``'test'`` for each run's parameter value(s) under ``rule`` (name, text of
     :func:`parse_split` or callable); ``values`` is ``(runs,)`` or ``(runs, parameters)``, or a mapping
     ``{parameter: (runs,) values}``."""
@@ -326,7 +336,7 @@ def split_labels(values: Any, rule: Any) -> np.ndarray:
     if isinstance(values, Mapping):
         table = {k: np.asarray(v) for k, v in values.items()}
         if getattr(r, "uses_table", False):
-            labels = np.asarray(r.labels(table))
+            labels = np.asarray(r.labels(table, aliases))
         else:
             cols = list(table.values())
             v = cols[0] if len(cols) == 1 else np.stack(cols, axis=1)
@@ -379,15 +389,8 @@ def _parameter_table(ds: Any, parameter: str | None) -> tuple[dict[str, np.ndarr
                 raise ValueError("split: the dataset names no swept parameter (attribute 'parameter'); "
                                  "pass parameter=")
             names = [ds.attrs["parameter"]]
-    table, aliases = {}, {}
-    for name in names:
-        table[name] = _parameter_values(ds, name)
-        attrs = ds[name].attrs
-        if attrs.get("md_path"):
-            path = str(attrs["md_path"])
-            path = path.removeprefix("md.")
-            aliases[path + ("*" if attrs.get("operation") == "scale" else "")] = name
-    return table, aliases
+    table = {name: _parameter_values(ds, name) for name in names}
+    return table, coord_aliases({name: ds[name].attrs for name in names})
 
 
 def split_runs(ds: Any, rule: Any = None, *, parameter: str | None = None) -> dict[str, np.ndarray]:
@@ -412,7 +415,7 @@ def split_runs(ds: Any, rule: Any = None, *, parameter: str | None = None) -> di
     """
     r = _resolve_rule(rule, ds)
     table, aliases = _parameter_table(ds, parameter)
-    labels = np.asarray(r.labels(table, aliases)) if getattr(r, "uses_table", False) else split_labels(table, r)
+    labels = split_labels(table, r, aliases=aliases)
     return {name: np.flatnonzero(labels == name).astype(np.int64) for name in SPLITS}
 
 
@@ -449,10 +452,11 @@ def rule_name(rule: Any) -> str:
     return getattr(rule, "__name__", type(rule).__name__)
 
 
-def split_report(table: Mapping[str, Any], rule: Any) -> dict[str, Any]:
+def split_report(table: Mapping[str, Any], rule: Any, *, aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What ``generate`` and ``info`` print about a grid's splits under ``rule``.
 
-    ``table`` is ``{parameter: (runs,) values}``. Returns ``{'rule', 'description', 'train', 'validation',
+    ``table`` is ``{parameter: (runs,) values}`` (``aliases``: md paths of its names, :func:`coord_aliases`).
+    Returns ``{'rule', 'description', 'train', 'validation',
     'test'`` (run positions), ``'empty'`` (names of empty splits), ``'message'`` (a one-line summary) and
     ``'fix'`` (what to do about empty splits, or None)}``.
     """
@@ -461,7 +465,7 @@ def split_report(table: Mapping[str, Any], rule: Any) -> dict[str, Any]:
     try:
         r = _resolve_rule(rule)
         out["description"] = describe_rule(r) if not isinstance(r, ExplicitSplit) else r.describe()
-        labels = split_labels(table, r)
+        labels = split_labels(table, r, aliases=aliases)
     except (ValueError, TypeError) as exc:
         out.update(description="", train=[], validation=[], test=[], empty=list(SPLITS), error=str(exc),
                    message=f"split rule {name!r}: {exc}",
