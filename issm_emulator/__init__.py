@@ -21,8 +21,10 @@ from issm_emulator.errors import (
     DuplicateSolverError,
     EmulatorDivergedError,
     ExtrapolationWarning,
+    FallbackWarning,
     IssmEmulatorError,
     ModelInputError,
+    OutOfDomainError,
     SolverDivergedError,
     UnitError,
     UnknownSolutionError,
@@ -35,6 +37,7 @@ from issm_emulator._version import __version__
 # Public functions are imported lazily so that ``import issm_emulator`` stays cheap (no torch import).
 _LAZY = {
     "solve": "issm_emulator.api",
+    "solve_info": "issm_emulator.api",
     "solve_ensemble": "issm_emulator.ensemble_api",
     "available_solvers": "issm_emulator.plugins.manager",
     "get_solver": "issm_emulator.plugins.manager",
@@ -55,9 +58,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__", "solve", "solve_ensemble", "available_solvers", "get_solver", "read_model", "to_xarray",
+    "__version__", "solve", "solve_info", "solve_ensemble", "available_solvers", "get_solver", "read_model", "to_xarray",
     "mesh_graph",
     "DataUnavailableError", "DuplicateSolverError", "EmulatorDivergedError", "ExtrapolationWarning",
-    "IssmEmulatorError", "ModelInputError", "SolverDivergedError", "UnitError", "UnknownSolutionError",
+    "FallbackWarning", "IssmEmulatorError", "ModelInputError", "OutOfDomainError", "SolverDivergedError", "UnitError", "UnknownSolutionError",
     "UnknownSolverError", "UnsupportedOptionError",
 ]

@@ -8,14 +8,89 @@ import io
 import os
 import re
 import time
+import warnings
+import weakref
 from typing import Any
 
-from issm_emulator.errors import ModelInputError, SolverError, UnknownSolutionError, UnsupportedOptionError
+from issm_emulator.errors import (
+    FallbackWarning,
+    ModelInputError,
+    SolverError,
+    UnknownSolutionError,
+    UnsupportedOptionError,
+)
 from issm_emulator.issm.solutions import parse_solution
 from issm_emulator.plugins.manager import SolverRegistry, get_registry
 from issm_emulator.solvers.base import Solver, SolverResult
 
-__all__ = ["resolve_device", "solve"]
+__all__ = ["resolve_device", "solve", "solve_info"]
+
+#: the built-in emulators the default solve chooses among, and their options fem does not take
+EMULATOR_ARCHS = ("egcn", "gcn", "cnn")
+_EMULATOR_ONLY = ("mode", "checkpoint", "batch_size", "threads", "compile", "allow_extrapolation", "fallback",
+                  "fallback_tol")
+_INFO: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_INFO_BY_ID: dict[int, dict[str, Any]] = {}
+
+
+def solve_info(md: Any) -> dict[str, Any]:
+    """What the last :func:`solve` of ``md`` ran.
+
+    Keys: ``solver`` (name), ``checkpoint`` (``{'name', 'sha256', 'source', 'path'}`` or None), ``mode``,
+    ``device``, ``fallback_steps`` (steps re-solved by ``fem``), ``domain_violations`` (soft violations
+    that warned, or hard ones run with ``allow_extrapolation``), ``wall_time_s``, and ``selection``: how
+    the default solve chose (``'explicit'``, ``'emulator'`` or ``'fem-fallback'``) with ``reasons``
+    (why each candidate checkpoint did not apply).
+
+    Raises :class:`KeyError` when ``md`` was not solved by :func:`issm_emulator.solve` in this process.
+    """
+    try:
+        info = _INFO.get(md)
+    except TypeError:
+        info = _INFO_BY_ID.get(id(md))
+    if info is None:
+        raise KeyError("solve_info: this model has not been solved by issm_emulator.solve in this process")
+    return dict(info)
+
+
+def _remember(md: Any, info: dict[str, Any]) -> None:
+    try:
+        _INFO[md] = info
+    except TypeError:  # not weak-referenceable
+        _INFO_BY_ID[id(md)] = info
+
+
+def _choose_default(reg: SolverRegistry, state: Any, solution: str, options: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The default solve's backend name and options: an applicable emulator checkpoint, else ``fem``."""
+    from issm_emulator.solvers.emulator.catalog import select
+
+    specs = reg.specs()
+    archs = tuple(a for a in EMULATOR_ARCHS if a in specs)
+    if not archs or "fem" not in specs:  # a registry without the built-in emulators (or fem): its own default
+        return reg.default_name(), options, {"selection": "registry default", "reasons": []}
+    if options.get("checkpoint") is not None:  # a checkpoint was named: its solver, its domain check
+        from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
+        from issm_emulator.weights import resolve
+
+        ck = options["checkpoint"]
+        ck = ck if isinstance(ck, Checkpoint) else load_checkpoint(resolve(ck))
+        opts = {**options, "mode": options.get("mode", ck.mode)}
+        return str(ck.manifest.get("arch") or ck.config.get("arch")), opts, {"selection": "explicit", "reasons": []}
+    chosen, candidates = select(state, solution=solution, archs=archs, mode=options.get("mode"))
+    reasons = [f"{c.name} ({c.source}): " + "; ".join(str(v) for v in c.violations if v.hard)
+               for c in candidates if any(v.hard for v in c.violations)]
+    if chosen is not None:
+        return chosen.arch, {**options, "checkpoint": str(chosen.path), "mode": chosen.mode}, \
+            {"selection": "emulator", "reasons": reasons, "source": chosen.source}
+    dropped = sorted(k for k in options if k in _EMULATOR_ONLY)
+    why = " | ".join(reasons) if reasons else "no emulator checkpoint is installed"
+    warnings.warn(FallbackWarning(
+        f"no emulator checkpoint applies to this model, so it is solved with 'fem' (the reference solver): "
+        f"{why}. To emulate it, train one for it (issm-emulator generate --model ..., train, register; see "
+        f"docs/own-model.md)" + (f"; ignored emulator option(s): {', '.join(dropped)}" if dropped else "")),
+        stacklevel=3)
+    return "fem", {k: v for k, v in options.items() if k not in _EMULATOR_ONLY}, \
+        {"selection": "fem-fallback", "reasons": reasons}
 
 
 def _cuda_available() -> bool:
@@ -178,8 +253,10 @@ def solve(md: Any, solution_string: str, *, solver: str | Solver | None = None, 
         ``'Transient'``/``'tr'``/``'TransientSolution'`` or ``'Stressbalance'``/``'sb'``/
         ``'StressbalanceSolution'`` (case-insensitive).
     solver : str or Solver, optional
-        Registered solver name (:func:`issm_emulator.available_solvers`) or a backend instance; default
-        the first registered of ``'egcn'``, ``'fem'``.
+        Registered solver name (:func:`issm_emulator.available_solvers`) or a backend instance. Default:
+        an emulator checkpoint (registered, bundled or downloaded) whose applicability domain contains the
+        model (:func:`issm_emulator.solvers.emulator.catalog.select`); when none applies, ``fem`` with a
+        :class:`~issm_emulator.errors.FallbackWarning` saying why. :func:`solve_info` tells which ran.
     device : str or torch.device, optional
         ``None``: CUDA when the backend supports it and it is available, else CPU.
     batch, restart, load_only
@@ -217,11 +294,22 @@ def solve(md: Any, solution_string: str, *, solver: str | Solver | None = None, 
         _reject("load_only", load_only, "there are no ISSM output files to load; call solve without it")
     solution = parse_solution(solution_string)
 
+    from issm_emulator.issm.adapter import read_model
+    from issm_emulator.issm.results import fill_results
+
+    state = None
+    selection: dict[str, Any] = {"selection": "explicit", "reasons": []}
     if isinstance(solver, Solver):
         backend, solver_name = solver, solver.name or type(solver).__name__
     elif solver is None or isinstance(solver, str):
         reg = registry if registry is not None else get_registry()
-        solver_name = reg.default_name() if solver is None else solver
+        if solver is None:
+            state = read_model(md, solution)
+            if check_consistency:
+                _pyissm_consistency(md, solution)
+            solver_name, options, selection = _choose_default(reg, state, solution, dict(options))
+        else:
+            solver_name = solver
         backend = reg.get(solver_name)
     else:
         raise TypeError(f"solver: expected a registered solver name or a Solver instance, got "
@@ -231,12 +319,10 @@ def solve(md: Any, solution_string: str, *, solver: str | Solver | None = None, 
                                    f"{', '.join(backend.solutions) or 'nothing'}")
     dev = resolve_device(device, backend)
 
-    from issm_emulator.issm.adapter import read_model
-    from issm_emulator.issm.results import fill_results
-
-    state = read_model(md, solution)
-    if check_consistency:
-        _pyissm_consistency(md, solution)
+    if state is None:
+        state = read_model(md, solution)
+        if check_consistency:
+            _pyissm_consistency(md, solution)
 
     t0 = time.perf_counter()
     result = backend.solve(state, solution, device=dev, **options)
@@ -254,4 +340,13 @@ def solve(md: Any, solution_string: str, *, solver: str | Solver | None = None, 
     private = getattr(md, "private", None)
     if private is not None and hasattr(private, "runtimename"):
         private.runtimename = runtimename
+    ri = result.info
+    ckpt = None
+    if ri.get("checkpoint_name"):
+        ckpt = {"name": ri["checkpoint_name"], "sha256": ri.get("checkpoint_sha256", ""),
+                "path": ri.get("checkpoint"), "source": selection.get("source", "explicit")}
+    _remember(md, {"solver": solver_name, "checkpoint": ckpt, "mode": ri.get("mode", "fem" if ckpt is None else None),
+                   "device": dev, "fallback_steps": int(ri.get("fallback_steps", 0)),
+                   "domain_violations": list(ri.get("domain_violations", [])), "wall_time_s": round(wall, 6),
+                   **selection})
     return md

@@ -56,7 +56,7 @@ def main(verbose: int = 0) -> None:
 @main.command("solvers")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def solvers_command(as_json: bool) -> None:
-    """List the registered solvers (name, version, description, devices)."""
+    """List the registered solvers (name, version, description, devices, plugin, distribution)."""
     from issm_emulator.plugins.manager import available_solvers, default_solver_name
 
     with warnings.catch_warnings(record=True):
@@ -73,12 +73,12 @@ def solvers_command(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="issm-emulator solvers")
-    for col in ("name", "version", "description", "devices", "solutions", "plugin"):
+    for col in ("name", "version", "description", "devices", "solutions", "plugin", "distribution"):
         table.add_column(col, overflow="fold")
     for r in rows:
         name = f"{r['name']} (default)" if r["name"] == default else r["name"]
         table.add_row(name, r["version"], r["description"], ", ".join(r["devices"]),
-                      ", ".join(r["solutions"]), r["plugin"])
+                      ", ".join(r["solutions"]), r["plugin"], r.get("distribution", ""))
     _console().print(table)
 
 
@@ -258,3 +258,9 @@ main.add_command(evaluate_command)
 from issm_emulator.weights.cli import fetch_command  # noqa: E402
 
 main.add_command(fetch_command)
+
+from issm_emulator.solvers.emulator.cli import checkpoints_command, domain_command, register_command  # noqa: E402
+
+main.add_command(checkpoints_command)
+main.add_command(register_command)
+main.add_command(domain_command)

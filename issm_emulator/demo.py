@@ -15,8 +15,9 @@ the two ``issm_emulator.solve`` wall times (model building excluded).
 
 Files written to ``out_dir``: ``pine_island_demo.nc`` (:func:`issm_emulator.to_xarray` of both runs
 stacked along a ``solver`` dimension, ``['fem', 'egcn']``; only ``fem`` when no emulator ran),
-``thickness.png`` and ``speed.png`` (maps at the last output: fem, EGCN, EGCN - fem), ``ice_volume.png``
-(ice volume against time) and ``summary.txt`` (what was printed).
+``thickness.png`` and ``speed.png`` (maps at the last output: fem, EGCN, EGCN - fem, with grounding line and
+ice front, drawn by :mod:`issm_emulator.issm.plotting`), ``ice_volume.png`` (ice volume and volume above
+flotation against time) and ``summary.txt`` (what was printed).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from issm_emulator.errors import EmulatorDivergedError, OutOfDomainError
 
 import numpy as np
 
@@ -159,7 +162,12 @@ def _direct_part(res: DemoResult, md: Any, ds_fem: Any, device: Any, say: Callab
         ckpt = weights.default_checkpoint(ARCH, "direct")
     except weights.WeightsNotFoundError:
         return
-    res.wall_direct_s = _quiet_solve(md, solver=ARCH, mode="direct", checkpoint=ckpt, device=device)
+    try:
+        res.wall_direct_s = _quiet_solve(md, solver=ARCH, mode="direct", checkpoint=ckpt, device=device)
+    except OutOfDomainError as err:
+        res.notes.append(f"EGCN direct mode not run: {err}")
+        say(f"EGCN direct mode not run: {err}")
+        return
     res.speedup_direct = res.wall_fem_s / res.wall_direct_s
     m = res.metrics_direct = compare_runs(ds_fem, to_xarray(md))
     say(f"egcn direct mode wall time {res.wall_direct_s:8.2f} s (one graph pass, a time decoder per output): "
@@ -198,64 +206,67 @@ def _stack(datasets: dict[str, Any]) -> Any:
     return xr.merge([ds, static], combine_attrs="override")
 
 
+def _levelsets(ds: Any, t: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The ocean and ice level sets of a run at time ``t`` (None when the run did not output them)."""
+    d = ds.sel(time=t, method="nearest")
+    return tuple(np.asarray(d[n].values, float) if n in d else None  # type: ignore[return-value]
+                 for n in ("MaskOceanLevelset", "MaskIceLevelset"))
+
+
 def _maps(out: Path, ds_fem: Any, ds_emu: Any | None, title: str) -> dict[str, Path]:
+    """``thickness.png`` and ``speed.png`` (fem, EGCN, EGCN - fem at the last output, with grounding line and
+    ice front) and ``ice_volume.png`` (ice volume and volume above flotation against time)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-    from matplotlib.tri import Triangulation
 
-    x, y = ds_fem["x"].values / 1e3, ds_fem["y"].values / 1e3
-    tri = Triangulation(x, y, ds_fem["elements"].values - 1)
+    from issm_emulator.issm.plotting import Panel, format_time, map_figure
+
+    x, y, elements = ds_fem["x"].values, ds_fem["y"].values, ds_fem["elements"].values
     f = ds_fem.isel(time=-1)
     t_end = float(f["time"])
     e = ds_emu.sel(time=t_end, method="nearest") if ds_emu is not None else None
+    gl_f, front_f = _levelsets(ds_fem, t_end)
+    gl_e, front_e = _levelsets(ds_emu, t_end) if ds_emu is not None else (None, None)
     files: dict[str, Path] = {}
     fields = {
-        "thickness": ("ice thickness (m)", lambda d: d["Thickness"].values, None),
-        "speed": ("ice speed (m/yr)", lambda d: np.hypot(d["Vx"].values, d["Vy"].values), "log"),
+        "thickness": ("ice thickness", "m", lambda d: d["Thickness"].values, "sequential", "thicker"),
+        "speed": ("ice speed", "m yr^-1", lambda d: np.hypot(d["Vx"].values, d["Vy"].values), "log", "faster"),
     }
-    for name, (label, get, scale) in fields.items():
+    for name, (label, units, get, kind, more) in fields.items():
         vf = get(f)
-        panels = [(vf, f"fem: {label}")]
+        panels = [Panel(vf, label, units, title="fem (finite elements)", kind=kind, group="abs", ocean_levelset=gl_f,
+                        ice_levelset=front_f)]
         if e is not None:
             ve = get(e)
-            panels += [(ve, f"EGCN: {label}"), (ve - vf, f"EGCN - fem ({label.split('(')[-1].rstrip(')')})")]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-        lo = float(np.nanmin([np.nanmin(p[0]) for p in panels[:2]]))
-        hi = float(np.nanmax([np.nanmax(p[0]) for p in panels[:2]]))
-        for k, (vals, ttl) in enumerate(panels):
-            ax = axes[0, k]
-            if k == 2:
-                lim = float(np.nanmax(np.abs(vals))) or 1.0
-                pc = ax.tripcolor(tri, vals, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="gouraud")
-            elif scale == "log":
-                pc = ax.tripcolor(tri, np.maximum(vals, 1.0), cmap="viridis", shading="gouraud",
-                                  norm=LogNorm(vmin=max(lo, 1.0), vmax=max(hi, 10.0)))
-            else:
-                pc = ax.tripcolor(tri, vals, cmap="viridis", vmin=lo, vmax=hi, shading="gouraud")
-            fig.colorbar(pc, ax=ax, shrink=0.85)
-            ax.set_title(ttl, fontsize=9)
-            ax.set_aspect("equal")
-            ax.set_xlabel("x (km)")
-            ax.set_ylabel("y (km)")
-        fig.suptitle(f"{title}, t = {t_end:g} yr")
-        fig.tight_layout()
+            panels.append(Panel(ve, label, units, title="EGCN emulator", kind=kind, group="abs",
+                                ocean_levelset=gl_e if gl_e is not None else gl_f,
+                                ice_levelset=front_e if front_e is not None else front_f))
+            panels.append(Panel(ve - vf, f"{label} difference", units, title="EGCN - fem", kind="difference",
+                                sign_note=f"> 0 (red): EGCN {more} than fem", ocean_levelset=gl_f,
+                                other_ocean_levelset=gl_e, other_label="EGCN grounding line",
+                                ice_levelset=front_f))
+        fig = map_figure(x, y, elements, panels, suptitle=f"{title}, {format_time(t_end)}")
         path = out / f"{name}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         files[name] = path
     if "IceVolume" in ds_fem:
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        ax.plot(ds_fem["time"].values, ds_fem["IceVolume"].values / 1e9, "-", label="fem")
-        if ds_emu is not None and "IceVolume" in ds_emu:
-            ax.plot(ds_emu["time"].values, ds_emu["IceVolume"].values / 1e9, "--", label="EGCN")
-        ax.set_xlabel("time (yr)")
-        ax.set_ylabel("ice volume (km$^3$)")
-        ax.legend()
-        ax.set_title(title, fontsize=9)
-        fig.tight_layout()
+        series = [("IceVolume", "ice volume")]
+        if "IceVolumeAboveFloatation" in ds_fem:
+            series.append(("IceVolumeAboveFloatation", "volume above flotation"))
+        fig, axes = plt.subplots(1, len(series), figsize=(5.2 * len(series), 3.9), squeeze=False,
+                                 layout="constrained")
+        for ax, (var, label) in zip(axes[0], series):
+            ax.plot(ds_fem["time"].values, ds_fem[var].values / 1e9, "-", label="fem")
+            if ds_emu is not None and var in ds_emu:
+                ax.plot(ds_emu["time"].values, ds_emu[var].values / 1e9, "--", label="EGCN")
+            ax.set_xlabel("time (yr)")
+            ax.set_ylabel(f"{label} (km³)")
+            ax.set_title(label, fontsize=9)
+            ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=10)
         path = out / "ice_volume.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
@@ -290,7 +301,6 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
     DemoResult
     """
     from issm_emulator import to_xarray
-    from issm_emulator.errors import EmulatorDivergedError
     from issm_emulator.scenarios.pine_island import pine_island
 
     out = Path(out_dir)
@@ -305,6 +315,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
     freq = max(1, round(float(output_every) / float(time_step)))
     t0 = time.perf_counter()
     md = pine_island(resolution, melt_rate, years=years, time_step=time_step, output_frequency=freq)
+    # the level sets too, for the grounding line and ice front on the maps
+    md.transient.requested_outputs = [*map(str, np.atleast_1d(md.transient.requested_outputs)),
+                                      "MaskOceanLevelset", "MaskIceLevelset"]
     build_s = time.perf_counter() - t0
     res.vertices = int(md.mesh.numberofvertices)
     say(f"Pine Island Glacier (ISSM's Pig test geometry), {resolution / 1e3:g} km mesh: {res.vertices} vertices, "
@@ -333,6 +346,10 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
         except EmulatorDivergedError as err:
             note = (f"The EGCN emulator diverged ({err}); its checkpoint {ckpt} is not fit for this model. "
                     "Only the fem results are written.")
+            res.notes.append(note)
+            say(note)
+        except OutOfDomainError as err:
+            note = f"The EGCN emulator was not run: {err}. Only the fem results are written."
             res.notes.append(note)
             say(note)
         else:
@@ -367,7 +384,10 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", years: float = 20.0, resol
     ds.to_netcdf(nc)
     res.files["netcdf"] = nc
     if maps:
-        res.files.update(_maps(out, ds_fem, ds_emu, f"Pine Island, melt {melt_rate:g} m/yr"))
+        from issm_emulator.issm.plotting import format_parameter
+
+        res.files.update(_maps(out, ds_fem, ds_emu, "Pine Island, " + format_parameter("melt_rate", melt_rate,
+                                                                                      "m yr^-1")))
     say("wrote " + ", ".join(str(p) for p in res.files.values()))
     summary = out / "summary.txt"
     summary.write_text("\n".join(lines) + "\n")

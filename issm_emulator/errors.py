@@ -73,5 +73,21 @@ class DataUnavailableError(IssmEmulatorError, OSError):
     """A data file or weights file is neither cached nor downloadable."""
 
 
+class OutOfDomainError(SolverError, ValueError):
+    """A model lies outside the applicability domain of an emulator checkpoint.
+
+    ``violations`` lists each reason (what, the model's value, the trained range); the message names them
+    all. ``allow_extrapolation=True`` turns the refusal into an :class:`ExtrapolationWarning`.
+    """
+
+    def __init__(self, message: str, violations: tuple = ()):
+        self.violations = tuple(violations)
+        super().__init__(message)
+
+
 class ExtrapolationWarning(UserWarning):
-    """A forcing parameter lies outside the range an emulator was trained on."""
+    """A model or forcing value lies outside the range an emulator was trained on."""
+
+
+class FallbackWarning(UserWarning):
+    """The default solve used ``fem`` because no emulator checkpoint applies to the model."""

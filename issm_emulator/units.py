@@ -306,8 +306,16 @@ CF_UNITS: dict[str, str] = _OutputUnits({
     "TotalFloatingBmbScaled": _MASS_FLUX,
     "TotalGroundedBmb": _MASS_FLUX,
     "TotalGroundedBmbScaled": _MASS_FLUX,
+    # moving-front fluxes: pyISSM converts IcefrontMassFluxLevelset to Gt/yr but leaves
+    # TotalCalvingFluxLevelset in ISSM's raw kg/s
+    "IcefrontMassFluxLevelset": _MASS_FLUX,
+    "TotalCalvingFluxLevelset": "kg s^-1",
     # solver diagnostics
     "StressbalanceConvergenceNumSteps": "1",
+    # the emulators' error indicator (issm_emulator.solvers.emulator.indicator)
+    "EmulatorResidual": "1",
+    "EmulatorVelocityError": _RATE,
+    "EmulatorVelocityCorrection": _RATE,
 })
 
 

@@ -156,7 +156,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
         atomic_write_netcdf(xr.Dataset({"v": ("n", np.arange(5.0))}), tmp_path / "new.nc")
     monkeypatch.undo()
     assert _tmp_files(tmp_path) == [] and not (tmp_path / "new.nc").exists()
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         assert ds.v.values.tolist() == [0.0, 1.0, 2.0]
 
 
@@ -171,7 +171,7 @@ def test_combined_dataset_layout_units_and_physics(tmp_path):
     runs = sorted(p.name for p in (tmp_path / RUNS_DIR).glob("*.nc"))
     assert runs == sorted(_run_name(spec, v) for v in spec.values)
     assert _run_name(spec, 5.0) == f"run_melt_rate-5_{spec.fingerprint(5.0)[:8]}.nc"
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         ds.load()
     nv = ds.sizes["vertex"]
     assert dict(ds.sizes)["run"] == 3 and ds.sizes["time"] == 2 and nv == 26
@@ -207,7 +207,7 @@ def test_interrupt_leaves_complete_files_and_resume_skips_them(tmp_path):
     assert done == sorted([_run_name(_spec(values), 0.0), _run_name(_spec(values), 2.0)])
     assert _tmp_files(tmp_path) == [] and not (tmp_path / ENSEMBLE_FILE).exists()
     for name in done:
-        with xr.open_dataset(runs_dir / name) as ds:
+        with xr.open_dataset(runs_dir / name, decode_times=False) as ds:
             assert ds.attrs["run_complete"] == 1 and ds.thickness.shape == (2, 26)
 
     stale = runs_dir / f".{_run_name(_spec(values), 4.0)}.4194304.deadbeef.tmp"  # a writer that died
@@ -216,7 +216,7 @@ def test_interrupt_leaves_complete_files_and_resume_skips_them(tmp_path):
     path = generate_ensemble(_spec(values, solver=counting), tmp_path, workers=0, progress=False)
     assert not stale.exists()
     assert counting.calls == [4.0, 6.0]  # only the runs that had not finished
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         assert ds.melt_rate.values.tolist() == values and ds.attrs["runs_finished"] == 4
 
     again = CountingSolver()
@@ -238,7 +238,7 @@ def test_failed_run_is_recorded_and_retried(tmp_path):
     with pytest.warns(RuntimeWarning, match="1 of 3 runs failed"):
         path = generate_ensemble(_spec(values, solver=failing), tmp_path, workers=0, progress=False)
     assert sorted(failing.calls) == values  # the failure did not stop the others
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         assert ds.run.values.tolist() == [0, 2] and ds.melt_rate.values.tolist() == [0.0, 10.0]
         failed = json.loads(ds.attrs["failed_runs"])
     assert [f["index"] for f in failed] == [1] and "synthetic failure" in failed[0]["message"]
@@ -254,7 +254,7 @@ def test_failed_run_is_recorded_and_retried(tmp_path):
         warnings.simplefilter("error", RuntimeWarning)
         path = generate_ensemble(_spec(values, solver=fixed), tmp_path, workers=0, progress=False)
     assert fixed.calls == [5.0] and not record_path.exists()
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         assert ds.run.values.tolist() == [0, 1, 2] and json.loads(ds.attrs["failed_runs"]) == []
 
 
@@ -292,7 +292,7 @@ def test_local_processes_match_in_process_run(tmp_path):
     # 'fork' keeps the test fast (no re-import in the workers); the default 'spawn' runs the same code path
     par = generate_ensemble(spec, tmp_path / "pool", workers=2, progress=False, mp_context="fork")
     ser = generate_ensemble(spec, tmp_path / "serial", workers=0, progress=False)
-    with xr.open_dataset(par) as a, xr.open_dataset(ser) as b:
+    with xr.open_dataset(par, decode_times=False) as a, xr.open_dataset(ser, decode_times=False) as b:
         for name in ("vx", "thickness", "ocean_levelset"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
         assert a.melt_rate.values.tolist() == [0.0, 8.0]
@@ -306,7 +306,7 @@ def test_dask_local_cluster(tmp_path):
         path = generate_ensemble(spec, tmp_path / "dask", scheduler=client, progress=False)
         # resume through an address: nothing left to run
         generate_ensemble(spec, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         assert ds.sizes["run"] == 3 and ds.melt_rate.values.tolist() == [0.0, 4.0, 8.0]
         last = ds.thickness.isel(time=-1).mean("vertex").values
         assert last[0] > last[1] > last[2]  # more melt, thinner shelf

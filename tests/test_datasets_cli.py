@@ -21,7 +21,7 @@ def test_generate_square_melt_then_info(tmp_path):
     assert res.exit_code == 0, res.output
     path = out / "ensemble.nc"
     assert str(path) in res.output
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, decode_times=False) as ds:
         assert ds.melt_rate.values.tolist() == [0.0, 10.0, 20.0]
         nv, ne = ds.sizes["vertex"], ds.sizes["element"]
         assert ds.sizes["time"] == 2 and ds.attrs["solver"] == "fem"
@@ -32,7 +32,8 @@ def test_generate_square_melt_then_info(tmp_path):
     assert s["runs"] == 3 and s["runs_requested"] == 3 and s["failures"] == []
     assert s["parameter"]["name"] == "melt_rate" and s["parameter"]["units"] == "m yr^-1"
     assert (s["parameter"]["min"], s["parameter"]["max"]) == (0.0, 20.0)
-    assert s["times"] == {"count": 2, "units": "yr", "first": 1.0, "last": 2.0, "interval": 1.0}
+    assert s["times"] == {"count": 2, "units": "common_years since 0000-01-01 00:00:00", "first": 1.0, "last": 2.0,
+                          "interval": 1.0}  # model years; CF: 365-day years since year 0
     assert s["mesh"] == {"vertices": nv, "elements": ne}
     assert s["variables"]["vx"] == {"dims": ["run", "time", "vertex"], "units": "m yr^-1"}
     assert {k: s["splits"][k] for k in ("test", "validation", "train")} == {"test": 2, "validation": 1, "train": 0}

@@ -64,7 +64,7 @@ def zero_checkpoint(random_checkpoint):
 
 
 def _read(out):
-    with xr.open_dataset(out / "pine_island_demo.nc") as ds:
+    with xr.open_dataset(out / "pine_island_demo.nc", decode_times=False) as ds:
         return ds.load()
 
 
@@ -170,8 +170,16 @@ def test_demo_with_the_bundled_weights_also_runs_direct_mode(offline, tmp_path):
 
     weights.default_checkpoint("egcn", "direct")  # bundled: the demo needs no network
     lines: list[str] = []
-    res = run_demo(tmp_path / "out", years=0.25, resolution=RES, maps=False, melt_rate=30.0, echo=lines.append)
+    # the bundled weights' own mesh (3 km): inside their applicability domain
+    res = run_demo(tmp_path / "out", years=0.25, resolution=3e3, maps=False, melt_rate=30.0, echo=lines.append)
     assert res.wall_direct_s is not None and res.wall_direct_s > 0
     assert res.speedup_direct == pytest.approx(res.wall_fem_s / res.wall_direct_s)
     assert np.isfinite(res.metrics_direct["thickness_rmse_m"])
     assert any("direct mode" in line and "speed-up over fem" in line for line in lines)
+
+
+def test_demo_outside_the_bundled_weights_domain_runs_fem_only_and_says_why(offline, tmp_path):
+    lines: list[str] = []
+    res = run_demo(tmp_path / "out", years=0.25, resolution=RES, maps=False, melt_rate=30.0, echo=lines.append)
+    assert res.wall_emulator_s is None and res.wall_direct_s is None
+    assert any("not run" in n and "mesh resolution" in n for n in res.notes)

@@ -15,6 +15,7 @@ from issm_emulator.errors import (
     EmulatorDivergedError,
     ExtrapolationWarning,
     ModelInputError,
+    OutOfDomainError,
     SolverError,
     UnsupportedOptionError,
 )
@@ -80,7 +81,13 @@ def test_step_mode_with_grounding_line_migration(ckpts):
     md = _md(grounded_part=True)
     md.groundingline.migration = "SoftMigration"
     md.transient.isgroundingline = 1
-    issm_emulator.solve(md, "Transient", solver="egcn", checkpoint=ckpts["egcn", "step"], device="cpu")
+    # the fixture was trained (its domain computed) without migration: a refusal unless allowed
+    with pytest.raises(OutOfDomainError, match="groundingline_migration: model 'SoftMigration'"):
+        issm_emulator.solve(md, "Transient", solver="egcn", checkpoint=ckpts["egcn", "step"], device="cpu")
+    assert not hasattr(md.results, "TransientSolution")
+    with pytest.warns(ExtrapolationWarning, match="groundingline_migration"):
+        issm_emulator.solve(md, "Transient", solver="egcn", checkpoint=ckpts["egcn", "step"], device="cpu",
+                            allow_extrapolation=True)
     last = md.results.TransientSolution.steps[-1]
     assert last.MaskOceanLevelset.shape == (md.mesh.numberofvertices,)
     assert 0 < last.GroundedArea[0] < 1e12  # part grounded, part floating

@@ -85,7 +85,7 @@ def test_direct_evaluation_files_and_values(ens, direct_ckpt, tmp_path):
     np.testing.assert_allclose(rp.pred["vx"][1][free], vel[:, 0].numpy()[free] * YTS, rtol=1e-5, atol=1e-6)
     assert np.all(rp.pred["vx"][1][~free] == d.run_arrays(4).static["spcvx"][~free] * YTS)
     np.testing.assert_allclose(rp.pred["thickness"][1], h.numpy(), rtol=1e-5)
-    with xr.open_dataset(ens) as ds:
+    with xr.open_dataset(ens, decode_times=False) as ds:
         np.testing.assert_allclose(rp.true["vx"], ds["vx"].values[4], rtol=1e-12)
         truth_all = np.concatenate([ds["thickness"].values[0].ravel(), ds["thickness"].values[4].ravel()])
     pred_all = np.concatenate([r.pred["thickness"].ravel() for r in res.runs])

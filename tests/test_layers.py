@@ -30,7 +30,8 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     # the command line: the root package (whose lazy attributes reach every layer), the main program, the
     # demo it runs, and one module of commands per package
     (8, ("issm_emulator", "issm_emulator.cli", "issm_emulator.demo", "issm_emulator.datasets.cli",
-         "issm_emulator.learning.cli", "issm_emulator.learning.__main__", "issm_emulator.weights.cli")),
+         "issm_emulator.learning.cli", "issm_emulator.learning.__main__", "issm_emulator.weights.cli",
+         "issm_emulator.solvers.emulator.cli")),
 ]
 
 #: a module longer than this must say in its docstring that it does one job ("One job: ...")

@@ -14,11 +14,14 @@ from issm_emulator import __version__
 from issm_emulator.errors import ExtrapolationWarning
 from issm_emulator.nn import FeatureSpec, Normalizer, default_spec, model_from_spec
 from issm_emulator.solvers.emulator.checkpoint import (
+    CheckpointCorruptedError,
     CheckpointMismatchError,
     check_manifest,
+    content_sha256,
     load_checkpoint,
     make_manifest,
     save_checkpoint,
+    update_manifest,
     value_range,
 )
 from issm_emulator.state import YTS_DEFAULT
@@ -185,5 +188,30 @@ def test_load_refuses_foreign_or_inconsistent_files(tmp_path):
     raw = torch.load(path, weights_only=True)
     raw["model_config"]["hidden"] = 8  # weights no longer fit the configuration
     torch.save(raw, tmp_path / "tampered.pt")
-    with pytest.raises(CheckpointMismatchError, match="do not fit"):
+    with pytest.raises(CheckpointCorruptedError, match="tampered.pt: the checkpoint's content does not match"):
         load_checkpoint(tmp_path / "tampered.pt")
+    raw["content_sha256"] = content_sha256(raw)  # re-sealed: the hash holds, the weights still do not fit
+    torch.save(raw, tmp_path / "resealed.pt")
+    with pytest.raises(CheckpointMismatchError, match="do not fit"):
+        load_checkpoint(tmp_path / "resealed.pt")
+
+
+def test_every_load_checks_the_content_hash(tmp_path):
+    _, _, norm_in, norm_out = fitted_normalizers()
+    model = model_from_spec("egcn", SPEC, hidden=4, n_layers=1, vector_hidden=2)
+    path = save_checkpoint(tmp_path / "m.pt", model, make_manifest(SPEC, "direct", {"melt_rate": MELT, "time": TIME}),
+                           norm_in, norm_out)
+    assert load_checkpoint(path).content_sha256 == torch.load(path, weights_only=True)["content_sha256"]
+    raw = torch.load(path, weights_only=True)
+    name = next(k for k, v in raw["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
+    raw["state_dict"][name].view(-1)[:4] += 1e-3  # a few flipped weights
+    torch.save(raw, tmp_path / "flipped.pt")
+    with pytest.raises(CheckpointCorruptedError, match="flipped.pt"):
+        load_checkpoint(tmp_path / "flipped.pt")
+    del raw["content_sha256"]
+    torch.save(raw, tmp_path / "unsealed.pt")
+    with pytest.raises(CheckpointCorruptedError, match="no content hash"):
+        load_checkpoint(tmp_path / "unsealed.pt")
+    # update_manifest re-seals: the new entry is hashed too
+    update_manifest(path, {"domain": {"version": 1}})
+    assert load_checkpoint(path).manifest["domain"] == {"version": 1}

@@ -15,7 +15,7 @@ YTS = 365.0 * 24 * 3600
 
 
 def test_ensemble_stores_initial_and_static_fields(ens):
-    with xr.open_dataset(ens) as ds:
+    with xr.open_dataset(ens, decode_times=False) as ds:
         for name in ("vx0", "vy0", "thickness0", "surface0", "base0", "ice_levelset0", "ocean_levelset0", "bed",
                      "friction_coefficient", "rheology_B", "smb", "floatingice_melting_rate", "spcvx", "spcvy"):
             assert ds[name].dims == ("run", "vertex"), name
@@ -31,7 +31,7 @@ def test_ensemble_stores_initial_and_static_fields(ens):
 
 def test_direct_dataset_shapes_and_inputs(ens):
     d = DirectDataset(ens, "train")
-    with xr.open_dataset(ens) as ds:
+    with xr.open_dataset(ens, decode_times=False) as ds:
         train_pos = np.flatnonzero(np.isin(ds["melt_rate"].values, [5.0, 15.0]))
         assert d.run_positions.tolist() == train_pos.tolist()
         assert len(d) == 2 * 3 and d.spec.scalar_outputs == ("thickness",) and not d.moving_front
@@ -54,7 +54,7 @@ def test_step_dataset_pairs_geometry_k_minus_1_with_velocity_k(ens):
     d = StepDataset(ens, "validation")
     assert d.spec.scalar_outputs == () and "time" not in d.spec.scalars
     assert "velocity" not in d.spec.vectors  # step mode: velocity from geometry, no velocity feedback
-    with xr.open_dataset(ens) as ds:
+    with xr.open_dataset(ens, decode_times=False) as ds:
         p_val = int(np.flatnonzero(ds["melt_rate"].values == 10.0)[0])
         assert {p for p, _ in d.samples} == {p_val} and sorted(k for _, k in d.samples) == [1, 2, 3]
         col = d.spec.scalars.index
@@ -101,7 +101,7 @@ def test_times_subset_and_errors(ens, tmp_path):
         DirectDataset(ens, "bogus")
     with pytest.raises(ValueError, match="mode"):
         make_dataset("both", ens)
-    with xr.open_dataset(ens) as ds:
+    with xr.open_dataset(ens, decode_times=False) as ds:
         ds.drop_vars(["vx0", "bed"]).to_netcdf(tmp_path / "old.nc")
     with pytest.raises(DatasetError, match="vx0"):
         DirectDataset(tmp_path / "old.nc")

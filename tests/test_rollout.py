@@ -17,6 +17,7 @@ from issm_emulator.physics.fe import P1Mesh
 from issm_emulator.solvers.emulator.checkpoint import CheckpointMismatchError, make_manifest, save_checkpoint
 from issm_emulator.solvers.emulator.direct import direct_transient_many, rollout_direct
 from issm_emulator.solvers.emulator.inputs import feature_arrays
+from issm_emulator.solvers.emulator.domain import domain_from_states
 from issm_emulator.solvers.emulator.step import rollout_step, rollout_step_many
 from issm_emulator.state import YTS_DEFAULT
 from tests.modelfactory import make_square_shelf_md
@@ -28,9 +29,10 @@ TIME_RANGE = (0.0, 10.0 * YTS)  # s
 
 def make_checkpoint(path, arch: str, mode: str, state, *, seed: int = 0, dtype=torch.float32,
                     speed_myr: float = 100.0, parameters=("melt_rate",), nan: bool = False,
-                    moving_front: bool = False):
+                    moving_front: bool = False, domain: bool = True):
     """A checkpoint of a randomly initialised tiny network (hidden 8, 2 layers) with normalisers fitted on
-    the inputs of ``state`` and on synthetic targets (velocity of RMS ``speed_myr``, the state's H)."""
+    the inputs of ``state`` and on synthetic targets (velocity of RMS ``speed_myr``, the state's H); its
+    applicability domain is computed from ``state`` (``domain=False``: none, as older checkpoints)."""
     spec = default_spec(mode, parameters=parameters, moving_front=moving_front)
     torch.manual_seed(seed)
     model = model_from_spec(arch, spec, hidden=8, n_layers=2).to(dtype)
@@ -62,6 +64,8 @@ def make_checkpoint(path, arch: str, mode: str, state, *, seed: int = 0, dtype=t
     if mode == "direct":
         ranges["time"] = TIME_RANGE
     manifest = make_manifest(spec, mode, ranges, arch=arch)
+    if domain:
+        manifest["domain"] = domain_from_states([state], mode=mode)
     return save_checkpoint(path, model, manifest, norm_in, norm_out)
 
 

@@ -55,7 +55,7 @@ def test_elements_are_one_based(md):
 
 def test_cf_attributes(md):
     ds = issm_emulator.to_xarray(md)
-    assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["source"].startswith("issm-emulator")
+    assert ds.attrs["Conventions"] == "CF-1.10 UGRID-1.0" and ds.attrs["source"].startswith("issm-emulator")
     assert ds.attrs["issm_yts"] == YTS
     assert ds.Thickness.attrs["standard_name"] == "land_ice_thickness"
     assert ds.Vx.attrs["units"] == "m yr^-1" and ds.TotalSmb.attrs["units"] == "Gt yr^-1"
@@ -95,5 +95,8 @@ def test_netcdf_round_trip(md, tmp_path):
     ds = issm_emulator.to_xarray(md)
     path = tmp_path / "out.nc"
     ds.to_netcdf(path, engine="netcdf4")
-    back = xr.load_dataset(path, engine="netcdf4")
+    back = xr.load_dataset(path, engine="netcdf4", decode_times=False)  # time stays in model years
     xr.testing.assert_identical(back, ds)
+    decoded = xr.load_dataset(path, engine="netcdf4")  # CF decoding: a 365-day calendar, year = model year
+    assert [(t.year, t.month, t.day, t.calendar) for t in decoded.time.values] == \
+        [(k, 1, 1, "noleap") for k in (1, 2, 3)]

@@ -358,7 +358,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
         p = p / ENSEMBLE_FILE
     if not p.is_file():
         raise click.BadParameter(f"{p} does not exist", param_hint="FILE")
-    with xr.open_dataset(p) as ds:
+    with xr.open_dataset(p, decode_times=False) as ds:  # time: model years
         attrs = dict(ds.attrs)
         param = attrs.get("parameter")
         out: dict[str, Any] = {"file": str(p), "ensemble": attrs.get("ensemble"), "scenario": attrs.get("scenario"),

@@ -36,8 +36,11 @@
   start_time, rho_*   run                 start time (yr), ice / sea-water density; von Mises
                                           runs also ``calving_stress_threshold`` (Pa)
   elements            element, nodes      ``md.mesh.elements`` (1-based)
+  mesh, crs           (scalars)           UGRID mesh topology; grid mapping (Pine Island,
+                                          79N: EPSG 3031, 3413), see :mod:`~issm_emulator.issm.xarray_export`
   x, y (coords)       vertex              m
-  time (coord)        time                yr (the model's year, attribute ``issm_yts``)
+  time (coord)        time                model years; CF ``common_years since 0000-01-01``,
+                                          calendar ``365_day`` (attribute ``issm_yts``)
   <parameter> (coord) run                 the swept value, with its ``units`` (one coordinate per swept
                                           parameter; model sweeps: attributes ``md_path``, ``operation``)
   ==================  ==================  ====================================================

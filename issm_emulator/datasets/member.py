@@ -52,7 +52,7 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
     import xarray as xr
 
     from issm_emulator._version import __version__
-    from issm_emulator.issm.xarray_export import to_xarray
+    from issm_emulator.issm.xarray_export import CONVENTIONS, add_cf_mesh, model_epsg, to_xarray
     from issm_emulator.units import CF_UNITS
 
     full = to_xarray(md, "TransientSolution")
@@ -89,7 +89,9 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
 
     state = read_model(md, "Transient")  # md's inputs are not changed by the solve: the state at start_time
     for name, (dims, arr, units, long_name) in initial_fields(state).items():
-        attrs = {"units": units, "long_name": long_name}
+        attrs = {"units": units, "long_name": long_name, **_REDUCED_UNITS.get(name, {})}
+        if name in _REDUCED_UNITS:  # UDUNITS has integer powers only: units of the value / (1 s^(1/n) ...)
+            attrs.update(units=_reduced_unit(units), issm_units=units)
         if name == "friction_coefficient":
             attrs["friction_law"] = state.friction.law
         data[name] = (dims, arr, attrs)
@@ -104,7 +106,7 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
     except Exception:  # noqa: BLE001 - provenance only; the run itself succeeded
         solver_version = "unknown"
     ds.attrs = {
-        "Conventions": "CF-1.8",
+        "Conventions": CONVENTIONS,
         "title": f"run {index} of ensemble {spec.name}: " + ", ".join(
             f"{k} = {v}" for k, v in spec.value_coords(value).items()),
         "source": f"issm-emulator {__version__}",
@@ -124,7 +126,23 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
         "created": utc_now(),
         "run_complete": 1,
     }
-    return ds
+    return add_cf_mesh(ds, yts=ds.attrs["issm_yts"], epsg=model_epsg(md))
+
+
+#: Fields whose ISSM unit has a fractional power (``Pa s^(1/3)``), which UDUNITS cannot parse: their
+#: ``units`` is the unit of the value divided by the fractional part at 1 (``Pa``; ``1``), the full unit is
+#: ``issm_units`` (pint reads it), and ``comment`` says so.
+_REDUCED_UNITS = {name: {"comment": "UDUNITS has integer powers only: 'units' is the unit of the value divided "
+                         "by the fractional-power part taken at 1 (e.g. B / (1 s^(1/3)) in Pa); 'issm_units' "
+                         "is the full unit"}
+                  for name in ("rheology_B", "friction_coefficient")}
+
+
+def _reduced_unit(unit: str) -> str:
+    """``'Pa s^(1/3)'`` -> ``'Pa'``, ``'s^(1/2) m^(-1/2)'`` -> ``'1'``: the factors with fractional powers
+    dropped (see :data:`_REDUCED_UNITS`)."""
+    kept = [f for f in unit.split() if "/" not in f]
+    return " ".join(kept) or "1"
 
 
 #: friction law -> (ISSM field of the basal friction coefficient, its SI unit)

@@ -143,6 +143,10 @@ class ModelSweepSpec:
                  "md_path": var.md_path, "operation": "scale" if var.scale else "set"}
         if var.units is not None:
             attrs["units"] = var.units
+            if "/" in var.units:  # a fractional power (Budd friction): UDUNITS-readable units, full unit aside
+                from .member import _reduced_unit
+
+                attrs.update(units=_reduced_unit(var.units), issm_units=var.units)
         return attrs
 
     def coord_numeric(self, name: str) -> bool:

@@ -174,13 +174,22 @@ def read_failures(out_dir: str | os.PathLike, spec: Any = None) -> list[dict[str
     return records
 
 
+def _number_or_json(value: Any) -> Any:
+    """A global attribute: a plain number as a number (CF), anything else (None, lists, dicts) as JSON."""
+    value = jsonable(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return json.dumps(value)
+
+
 def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, Any] | None = None) -> Path:
     """Combine the finished run files of ``spec``'s values in ``out_dir/runs`` into ``out_dir/ensemble.nc``.
 
     Only the runs of the requested grid are combined (found by fingerprint, :func:`find_runs`; ``found`` is
     its result when the caller has it); other run files in the folder are left out. The ``run`` coordinate
-    is each run's position in ``spec.values``. Run files are read one at a time and written into the combined file run by run, so memory stays at one
-    run. Runs with other output times get NaN at the times they lack.
+    is each run's position in ``spec.values``. Run files are read one at a time and written into the
+    combined file run by run, so memory stays at one run. Runs with other output times get NaN at the times
+    they lack.
 
     Raises
     ------
@@ -191,6 +200,7 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
     import xarray as xr
 
     from issm_emulator._version import __version__
+    from issm_emulator.issm.xarray_export import CONVENTIONS, is_mesh_variable
 
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
@@ -211,9 +221,9 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
     yts = None
     solver_versions = set()
     for index, value, path in finished:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
+        with xr.open_dataset(path, engine="netcdf4", decode_times=False) as ds:  # time: model years
             if first is None:
-                first = xr.Dataset({"elements": ds["elements"].load()},
+                first = xr.Dataset({n: v.load() for n, v in ds.data_vars.items() if is_mesh_variable(n, v)},
                                    coords={"x": ds["x"].load(), "y": ds["y"].load()})
                 yts = ds.attrs.get("issm_yts")
                 time_attrs = dict(ds["time"].attrs)
@@ -227,7 +237,7 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
                                         "an ensemble needs one mesh")
             times.append(np.asarray(ds["time"].values, dtype=np.float64))
             for name, var in ds.data_vars.items():
-                if name != "elements" and name not in variables:
+                if not is_mesh_variable(name, var) and name not in variables:
                     variables[name] = (var.dims, dict(var.attrs))
             solver_versions.add(str(ds.attrs.get("solver_version", "")))
     assert first is not None
@@ -243,10 +253,10 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
         coords[name] = ("run", np.array(col, dtype=np.float64 if spec.coord_numeric(name) else object),
                         spec.coord_attrs(name))
     coords.update({"time": ("time", all_times, time_attrs), "x": first["x"], "y": first["y"]})
-    skeleton = xr.Dataset({"elements": first["elements"]}, coords=coords)
+    skeleton = xr.Dataset({n: first[n] for n in first.data_vars}, coords=coords)
     failed_short = [{k: f.get(k) for k in ("index", "value", "error_type", "message")} for f in failures]
     skeleton.attrs = {
-        "Conventions": "CF-1.8",
+        "Conventions": CONVENTIONS,
         "title": f"ensemble {spec.name}: {', '.join(spec.parameters)} sweep of {scenario_label(spec.scenario)}",
         "source": f"issm-emulator {__version__}",
         "ensemble": spec.name,
@@ -257,9 +267,9 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
         "solver_version": ",".join(sorted(v for v in solver_versions if v)),
         "solver_options": json.dumps(jsonable(spec.solver_options), sort_keys=True),
         "scenario_kwargs": json.dumps(spec.provenance().get("scenario_kwargs", {}), sort_keys=True),
-        "years": json.dumps(jsonable(spec.years)),
-        "time_step": json.dumps(jsonable(spec.time_step)),
-        "output_frequency": json.dumps(spec.output_frequency),
+        "years": _number_or_json(spec.years),
+        "time_step": _number_or_json(spec.time_step),
+        "output_frequency": _number_or_json(spec.output_frequency),
         "issm_yts": float(yts) if yts is not None else 365.0 * 24 * 3600,
         "created": utc_now(),
         "split_rule": spec.split_rule or "",
@@ -287,7 +297,7 @@ def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, A
                 v.coordinates = coord_names if "vertex" in dims else " ".join(spec.parameters)
                 ncvars[name] = (v, dims)
             for k, (index, value, path) in enumerate(finished):
-                with xr.open_dataset(path, engine="netcdf4") as ds:
+                with xr.open_dataset(path, engine="netcdf4", decode_times=False) as ds:
                     pos = np.searchsorted(all_times, ds["time"].values)
                     for name, (v, dims) in ncvars.items():
                         if name not in ds:

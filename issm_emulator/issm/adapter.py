@@ -52,7 +52,6 @@ from issm_emulator.state import (
     BasalForcings,
     Calving,
     Forcing,
-    GroundinglineSettings,
     LevelsetSettings,
     MasstransportSettings,
     Mesh,
@@ -136,8 +135,6 @@ def _neutral_levelset(ctx: Ctx) -> LevelsetSettings:
                             migration_max=1e12 / ctx.yts, spclevelset=_nans(ctx))
 
 
-_NEUTRAL_GROUNDINGLINE = GroundinglineSettings(migration="None", friction_interpolation="SubelementFriction1",
-                                               melt_interpolation="NoMeltOnPartiallyFloating")
 _NEUTRAL_FLAGS = TransientFlags(issmb=0, ismasstransport=0, isstressbalance=1, isgroundingline=0,
                                 ismovingfront=0)
 
@@ -212,7 +209,9 @@ def read_model(md: Any, solution: str = TRANSIENT) -> ModelState:
             **common, smb=_zeros(ctx), basalforcings=_neutral_basalforcings(ctx),
             calving=Calving("default", {"calvingrate": _zeros(ctx)}), frontal_meltingrate=_zeros(ctx),
             masstransport=_neutral_masstransport(ctx), levelset=_neutral_levelset(ctx),
-            groundingline=_NEUTRAL_GROUNDINGLINE,
+            # ISSM reads md.groundingline.* for every solution (CreateParameters): the migration style
+            # decides which elements get friction, friction_interpolation how partly grounded ones do
+            groundingline=read_groundingline(md),
             timestepping=Timestepping(start_time=0.0, final_time=0.0, time_step=yts, interp_forcing=1),
             transient=_NEUTRAL_FLAGS,
             requested_outputs=requested, output_frequency=1, extras=extras)

@@ -115,7 +115,7 @@ def open_ensemble(data: str | os.PathLike) -> Any:
     """Open an ensemble lazily (:func:`xarray.open_dataset`; nothing is loaded yet)."""
     import xarray as xr
 
-    return xr.open_dataset(ensemble_path(data), engine="netcdf4")
+    return xr.open_dataset(ensemble_path(data), engine="netcdf4", decode_times=False)  # time: model years
 
 
 @dataclass

@@ -23,7 +23,8 @@ thickness (m):
 
 Files in ``out_dir``: ``metrics.csv``, ``metrics.md``, ``timeseries.csv`` (ice volume and grounded area of
 the FE truth and of the emulator), ``timeseries.png`` and ``error_map_run-XXXX.png`` (speed and thickness
-errors on the mesh, ``tripcolor``, at ``plot_times``). Ice volume is ``sum_e A_e [ice] mean_e(H)`` and
+errors on the mesh with grounding line and ice front, :mod:`issm_emulator.issm.plotting`, at ``plot_times``).
+Ice volume is ``sum_e A_e [ice] mean_e(H)`` and
 grounded area ``sum_e A_e [ice] f_e`` with ISSM's sub-element grounded fraction ``f_e`` of the ocean level
 set (the FE run's level set; for direct predictions the flotation level set
 ``H + rho_w / rho_i * bed`` of the predicted thickness).
@@ -83,6 +84,8 @@ class RunPrediction:
     true: dict[str, np.ndarray]
     pred: dict[str, np.ndarray]
     series: dict[str, np.ndarray] = field(default_factory=dict)  #: volume/grounded area (T+1,) with t0
+    #: the FE run's ``ocean_levelset`` and ``ice_levelset`` (T, nv) at the evaluated outputs (for the maps)
+    levelsets: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def run_metrics(rp: Sequence[RunPrediction] | RunPrediction, fast_threshold: float = 1000.0) -> list[dict[str, Any]]:
@@ -303,7 +306,9 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
                     phi_p[j] = _flotation_levelset(out["thickness"], ra.static["bed"], rho_i, rho_w)
                 if "ice_levelset" in out:
                     ice_p[j] = out["ice_levelset"]
-        rp = RunPrediction(ra.run, ra.value, t_yr, true, pred)
+        rp = RunPrediction(ra.run, ra.value, t_yr, true, pred,
+                           levelsets={n: np.asarray(f[n][ks], float) for n in ("ocean_levelset", "ice_levelset")
+                                      if n in f})
         # volume / grounded area, with the initial state first
         tv, tg, pv, pg = [], [], [], []
         for j, k in enumerate([0, *ks]):
@@ -343,7 +348,8 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
     (out / "metrics.md").write_text(md)
     files["metrics_md"] = out / "metrics.md"
     if plots:
-        files.update(_plots(out, runs, pm, plot_times, max_map_runs, param, method))
+        files.update(_plots(out, runs, pm, plot_times, max_map_runs, param, method,
+                            units=str(dataset.ds.attrs.get("parameter_units", "") or "")))
     return EvaluationResult(rows, md, files, method, runs)
 
 
@@ -391,62 +397,62 @@ def _markdown(rows: list[dict[str, Any]], ckpt: Checkpoint, dataset: Any, split:
 
 
 def _plots(out: Path, runs: list[RunPrediction], pm: P1Mesh, plot_times: Iterable[float] | None, max_runs: int,
-           param: str, method: str) -> dict[str, Path]:
+           param: str, method: str, units: str = "") -> dict[str, Path]:
+    """``error_map_run-XXXX.png`` (FE speed, speed and thickness errors with grounding line and ice front,
+    :mod:`issm_emulator.issm.plotting`) and ``timeseries.png`` (ice volume and grounded area)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from matplotlib.tri import Triangulation
+
+    from issm_emulator.issm.plotting import Panel, format_parameter, format_time, map_figure
 
     files: dict[str, Path] = {}
-    tri = Triangulation(pm.x / 1e3, pm.y / 1e3, pm.elements)
     for rp in runs[:max_runs]:
         if plot_times is None:
             idx = sorted({0, len(rp.time) - 1})
         else:
             idx = sorted({int(np.argmin(np.abs(rp.time - t))) for t in plot_times})
         has_h = bool(np.isfinite(rp.pred["thickness"]).all())
-        ncol = 3 if has_h else 2
-        fig, axes = plt.subplots(len(idx), ncol, figsize=(4.2 * ncol, 3.4 * len(idx)), squeeze=False)
-        for row, j in enumerate(idx):
+        panels = []
+        for j in idx:
+            lines = {"ocean_levelset": rp.levelsets["ocean_levelset"][j] if "ocean_levelset" in rp.levelsets else None,
+                     "ice_levelset": rp.levelsets["ice_levelset"][j] if "ice_levelset" in rp.levelsets else None}
+            when = format_time(rp.time[j])
             sp_t = np.hypot(rp.true["vx"][j], rp.true["vy"][j])
             sp_e = np.hypot(rp.pred["vx"][j], rp.pred["vy"][j]) - sp_t
-            panels = [(sp_t, "FE speed (m/yr)", "viridis", None), (sp_e, "speed error (m/yr)", "RdBu_r", True)]
+            panels.append(Panel(sp_t, "FE ice speed", "m yr^-1", title=f"FE speed, {when}", kind="log",
+                                group="speed", **lines))
+            panels.append(Panel(sp_e, "speed error", "m yr^-1", title=f"emulator - FE speed, {when}",
+                                kind="difference", group="speed error", sign_note="> 0 (red): emulator faster",
+                                **lines))
             if has_h:
-                panels.append((rp.pred["thickness"][j] - rp.true["thickness"][j], "thickness error (m)", "RdBu_r", True))
-            for col, (vals, title, cmap, sym) in enumerate(panels):
-                ax = axes[row, col]
-                kw = {}
-                if sym:
-                    lim = float(np.nanmax(np.abs(vals))) or 1.0
-                    kw = {"vmin": -lim, "vmax": lim}
-                pc = ax.tripcolor(tri, vals, cmap=cmap, shading="gouraud", **kw)
-                fig.colorbar(pc, ax=ax, shrink=0.8)
-                ax.set_title(f"{title}, t = {rp.time[j]:g} yr", fontsize=9)
-                ax.set_aspect("equal")
-                ax.set_xlabel("x (km)")
-                ax.set_ylabel("y (km)")
-        fig.suptitle(f"run {rp.run} ({param} = {rp.value}), {method}")
-        fig.tight_layout()
+                panels.append(Panel(rp.pred["thickness"][j] - rp.true["thickness"][j], "thickness error", "m",
+                                    title=f"emulator - FE thickness, {when}", kind="difference",
+                                    group="thickness error", sign_note="> 0 (red): emulator thicker", **lines))
+        fig = map_figure(pm.x, pm.y, pm.elements, panels, ncols=3 if has_h else 2, one_based=False,
+                         panel_size=(4.4, 3.9),
+                         suptitle=f"run {rp.run}: {format_parameter(param, rp.value, units)} ({method})")
         path = out / f"error_map_run-{rp.run:04d}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         files[f"error_map_run-{rp.run:04d}"] = path
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     for k, rp in enumerate(runs):
         c = f"C{k % 10}"
         s = rp.series
-        axes[0].plot(s["time"], s["volume_true"] / 1e9, "-", color=c, label=f"FE {param}={rp.value}")
-        axes[0].plot(s["time"], s["volume_pred"] / 1e9, "--", color=c, label="emulator")
+        axes[0].plot(s["time"], s["volume_true"] / 1e9, "-", color=c, label=format_parameter(param, rp.value, units))
+        axes[0].plot(s["time"], s["volume_pred"] / 1e9, "--", color=c)
         axes[1].plot(s["time"], s["grounded_area_true"] / 1e6, "-", color=c)
         axes[1].plot(s["time"], s["grounded_area_pred"] / 1e6, "--", color=c)
-    axes[0].set_ylabel("ice volume (km$^3$)")
-    axes[1].set_ylabel("grounded area (km$^2$)")
+    axes[0].set_ylabel("ice volume (km³)")
+    axes[1].set_ylabel("grounded area (km²)")
+    axes[0].set_title("ice volume", fontsize=9)
+    axes[1].set_title("grounded area (t = 0: initial mask; see docs/figures.md)", fontsize=9)
     for ax in axes:
         ax.set_xlabel("time (yr)")
-    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].legend(fontsize=7, ncol=2, title="solid: FE, dashed: emulator", title_fontsize=7)
     fig.suptitle(f"FE truth (solid) and emulator (dashed), {method}")
-    fig.tight_layout()
     path = out / "timeseries.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)

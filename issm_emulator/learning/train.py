@@ -37,6 +37,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from issm_emulator.errors import IssmEmulatorError
 from issm_emulator.learning.dataset import (
     DatasetError,
     DirectRunDataset,
@@ -114,10 +116,12 @@ def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
     """Input and output normalisers fitted on every sample of ``dataset`` (the training split)."""
     if len(dataset) == 0:
         raise DatasetError(f"cannot fit normalisers: {dataset!r} has no samples")
+    from issm_emulator.learning.collection import parts
+
     spec = dataset.spec
     inp = Normalizer(spec.scalars, spec.vectors)
     out = Normalizer(spec.scalar_outputs, ("velocity",))
-    increments = isinstance(dataset, DirectRunDataset)
+    increments = isinstance(parts(dataset)[0], DirectRunDataset)
     m = len(spec.scalar_outputs)
     for i in range(len(dataset)):
         s = dataset[i]
@@ -230,12 +234,14 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           model_options: Mapping[str, Any] | None = None, num_workers: int = 0, resume: bool = False,
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
-          decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep") -> Path:
+          decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
+          calibrate_indicator: bool = True) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
     ----------
-    data : ensemble folder or its ``ensemble.nc``
+    data : ensemble folder or its ``ensemble.nc``, or a list of them: ensembles of one glacier on several
+        meshes, trained together (:class:`~issm_emulator.learning.collection.EnsembleCollection`)
     model : ``'egcn'``, ``'gcn'`` or ``'cnn'``
     mode : ``'direct'`` (initial state + time -> state at t) or ``'step'`` (geometry k-1 -> velocity k)
     out : checkpoint path to write (the best epoch)
@@ -264,6 +270,9 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
     noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
         balance of the perturbed geometry solved by ``fem`` (the ensemble's models are rebuilt for it)
+    calibrate_indicator : after training, calibrate the error indicator on the validation runs
+        (:func:`~issm_emulator.learning.applicability.calibrate_checkpoint`); the checkpoint always records
+        its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
 
     Returns
     -------
@@ -304,7 +313,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           split_rule=split_rule, model_options=model_options or {}, num_workers=num_workers,
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
                           callback=callback, decoder=decoder, input_noise=input_noise,
-                          noise_targets=noise_targets,
+                          noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -316,32 +325,50 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            lr_decay: float, weight_decay: float, grad_clip: float | None, parameters: Any, moving_front: Any,
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
-           decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep") -> Path:
+           decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
+           calibrate_indicator: bool = True) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
     noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
     if noise and mode != "step":
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
-    train_ds = make_dataset(mode, data, "train", moving_front=moving_front, **kw, **noise)
+    from issm_emulator.learning.collection import EnsembleCollection, is_collection
+
+    def split_dataset(split: str, **extra: Any) -> Any:
+        """One split of ``data``: one ensemble, or several (a collection with the first one's features)."""
+        if not is_collection(data):
+            return make_dataset(mode, data, split, moving_front=moving_front, **kw, **extra)
+        first = make_dataset(mode, data[0], split, moving_front=moving_front, **kw, **extra)
+        extra = {**extra, "spec": first.spec}
+        return EnsembleCollection([first] + [make_dataset(mode, d, split, moving_front=first.moving_front, **kw,
+                                                          **extra) for d in data[1:]])
+
+    train_ds = split_dataset("train", **noise)
     if len(train_ds) == 0:
         from issm_emulator.datasets.splits import rule_name
 
-        rule = rule_name(split_rule if split_rule is not None else (train_ds.ds.attrs.get("split_rule") or None))
+        attrs = getattr(getattr(train_ds, "ds", None), "attrs", {})
+        rule = rule_name(split_rule if split_rule is not None else (attrs.get("split_rule") or None))
         raise DatasetError(f"{train_ds.path}: the training split has no samples under the split rule {rule!r} "
                            "(issm-emulator info shows the split); choose another rule or explicit value lists "
                            "with --split, e.g. --split interleaved or --split 'test=V1;validation=V2'")
     spec = train_ds.spec
-    val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
+    if is_collection(data):
+        val_ds = split_dataset("validation", spec=spec)
+    else:
+        val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
     in_norm, out_norm = fit_normalizers(train_ds)
     in_norm, out_norm = in_norm.to(dev), out_norm.to(dev)
     forcing_ranges = train_ds.forcing_ranges()
     manifest = make_manifest(spec, mode, forcing_ranges, arch=arch, extra={
         "ensemble": train_ds.ds.attrs.get("ensemble", ""), "data": str(train_ds.path.name),
         "swept_parameter": train_ds.parameter, "parameter_units": train_ds.ds.attrs.get("parameter_units", ""),
-        "train_values": [train_ds.run_arrays(p).value for p in train_ds.run_positions],
-        "validation_values": [val_ds.run_arrays(p).value for p in val_ds.run_positions],
-        "moving_front": train_ds.moving_front, "mesh_vertices": int(train_ds.mesh.nv)})
+        "train_values": _run_values(train_ds), "validation_values": _run_values(val_ds),
+        "moving_front": train_ds.moving_front, "mesh_vertices": _mesh_vertices(train_ds)})
+    from issm_emulator.learning.applicability import training_domain
+
+    manifest["domain"] = training_domain(train_ds, mode)
 
     if decoder is not None:  # the time decoder's column and time unit come from the training data
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
@@ -402,8 +429,6 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                             num_workers=num_workers)
     has_val = len(val_ds) > 0
     if rank == 0 and not has_val:
-        import warnings
-
         warnings.warn(f"{train_ds.path.name}: the validation split is empty; the checkpoint keeps the epoch with "
                       "the lowest training loss and early stopping watches the training loss", RuntimeWarning,
                       stacklevel=3)
@@ -487,7 +512,30 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             torch.distributed.barrier()
     finally:
         bar.close()
+    if rank == 0 and calibrate_indicator and has_val and out.is_file():
+        from issm_emulator.learning.applicability import calibrate_checkpoint
+
+        try:
+            calibrate_checkpoint(out, val_ds, "validation", device="cpu")
+        except (ValueError, IssmEmulatorError) as exc:  # too few validation outputs, a rollout that diverges
+            warnings.warn(f"{out.name}: the error indicator could not be calibrated ({exc}); "
+                          "EmulatorVelocityError will be NaN", RuntimeWarning, stacklevel=3)
     return out
+
+
+def _run_values(dataset: Any) -> list[Any]:
+    """The swept parameter's value of every run of a dataset (or collection)."""
+    from issm_emulator.learning.collection import parts
+
+    return [d.run_arrays(p).value for d in parts(dataset) for p in d.run_positions]
+
+
+def _mesh_vertices(dataset: Any) -> Any:
+    """The training mesh's vertex count (a list of them for a collection of several meshes)."""
+    from issm_emulator.learning.collection import parts
+
+    sizes = [int(d.mesh.nv) for d in parts(dataset)]
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def _replica_difference(module: nn.Module) -> float:

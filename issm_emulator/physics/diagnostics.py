@@ -1,19 +1,36 @@
 """Integrated diagnostics that ISSM computes as requested outputs, in SI units.
 
-Element sums over the elements with ice (``ice_elements``), with ``A_e`` the element area,
-``f_e`` its grounded fraction and ``mean`` the mean of the three vertex values:
+Element sums over the elements with ice (``ice_elements``: at least one vertex with ``ice_levelset < 0``),
+with ``A_e`` the element area, ``f_e`` its grounded fraction and ``mean`` the mean of the three vertex
+values, following ISSM's ``Tria::IceVolume``, ``IceVolumeAboveFloatation``, ``GroundedArea``,
+``FloatingArea``, ``TotalSmb``, ``TotalFloatingBmb`` and ``TotalGroundedBmb``:
 
-* ``IceVolume`` = sum A_e mean(H)  [m^3]
-* ``IceVolumeAboveFloatation`` = sum over elements that are not floating (ISSM's per-migration rule) of
-  A_e (mean(s) - mean(b) + min(rho_w / rho_i mean(bed), 0))  [m^3] (ISSM does not subtract sea level here)
-* ``GroundedArea`` = sum A_e f_e, ``FloatingArea`` = sum A_e (1 - f_e)  [m^2]
-* ``TotalSmb`` = rho_i sum A_e mean(m_s)  [kg/s]
-* ``TotalGroundedBmb`` = rho_i sum A_e f_e mean(m_g), ``TotalFloatingBmb`` = rho_i sum A_e (1 - f_e) mean(m_f)
-  [kg/s]
+* ``IceVolume`` = sum A_e mean(s - b)  [m^3]; on an element **cut by the ice front** (two vertices whose
+  ``ice_levelset`` product is <= 0) only the ice-covered part counts: the exact integral of the P1 field
+  ``s - b`` over the part where the linear interpolant of ``ice_levelset`` is < 0 (ISSM's
+  ``GetFractionGeometry`` weights; zero level-set values are nudged to +1e-15 first, as ISSM does)
+* ``IceVolumeAboveFloatation`` = over ice elements that are not floating (ISSM's per-migration rule) of
+  A_e (mean(s) - mean(b) + min(rho_w / rho_i mean(bed), 0)) [m^3] (ISSM does not subtract sea level
+  here); on cut elements the integral over the ice-covered part of the vertex values
+  ``s - b + min(rho_w / rho_i bed, 0)``
+* ``GroundedArea`` = sum A_e f_e, ``FloatingArea`` = sum A_e (1 - f_e)  [m^2] (whole ice elements, also
+  when the front cuts them, as ISSM)
+* ``TotalSmb`` = rho_i sum A_e mean(m_s) [kg/s], on cut elements rho_i times the integral of ``m_s`` over
+  the ice-covered part
+* ``TotalGroundedBmb`` = rho_i int_{grounded part} m_g dA, ``TotalFloatingBmb`` = rho_i int_{floating part}
+  m_f dA [kg/s], exact integrals of the P1 melt fields over the sub-element where the linear interpolant
+  of ``ocean_levelset`` is > 0 (< 0), summed over ice elements (ISSM integrates with a quadrature on the
+  sub-triangle, which is exact for these fields)
 
-The ``...Scaled`` variants multiply ``A_e`` by the element mean of ``md.mesh.scale_factor``.
+The ``...Scaled`` variants multiply by ``md.mesh.scale_factor``: its element mean (its mean over the
+ice-covered part on cut elements) for volumes, areas and ``TotalSmb``; inside the integral (exact product
+of the two P1 fields) for the basal-melt totals.
+
+Without ``ice_levelset`` / ``ocean_levelset`` in :class:`DiagnosticInputs` the whole-element rules
+(``A_e f_e mean(m)``) are used.
 
 :func:`mass_flux` is the flux through a gate (ISSM's ``massfluxatgate`` outputs, e.g. ``MassFlux1``) [kg/s].
+:func:`front_fluxes` gives ``TotalCalvingFluxLevelset`` and ``IcefrontMassFluxLevelset``.
 """
 
 from __future__ import annotations
@@ -48,6 +65,92 @@ class DiagnosticInputs:
     rho_ice: float
     rho_water: float
     scale_factor: np.ndarray | None = None
+    ice_levelset: np.ndarray | None = None  #: (nv,) for the cut-element rules (None: whole elements)
+    ocean_levelset: np.ndarray | None = None  #: (nv,) for the sub-element melt integrals
+
+
+# --------------------------------------------------------------------------------------------------------
+# exact integrals of P1 fields over the part of each element where a level set is negative or positive
+# --------------------------------------------------------------------------------------------------------
+_LEVELSET_EPS = 1.0e-15  #: ISSM replaces a level-set value of exactly 0 by this before cutting an element
+
+
+class SubElementPart:
+    """The part of every element where the linear interpolant of a level set is < 0 (``positive=False``)
+    or > 0 (``positive=True``), after ISSM's nudge of zero values to +1e-15.
+
+    A cut element splits into the triangle at its odd vertex ``k`` (the one whose sign differs) with
+    corners ``P_k``, ``P_k + f1 (P_{k+1} - P_k)``, ``P_k + f2 (P_{k+2} - P_k)`` (``f = L_k / (L_k - L_j)``)
+    and the quadrilateral left over; the part is the triangle when the odd vertex has the part's sign.
+    Integrals of P1 fields (and of products of two P1 fields) over the part are exact.
+
+    Attributes
+    ----------
+    fraction : (ne,) area fraction of the part
+    """
+
+    def __init__(self, pmesh: P1Mesh, levelset: np.ndarray, positive: bool):
+        e = pmesh.elements
+        L = np.asarray(levelset, float)[e]
+        L = np.where(L == 0.0, L + _LEVELSET_EPS, L)
+        side = L > 0.0 if positive else L < 0.0
+        nin = side.sum(axis=1)
+        self.area = np.abs(pmesh.area)
+        self.whole = nin == 3
+        cut = (nin == 1) | (nin == 2)
+        ne = e.shape[0]
+        rows = np.arange(ne)
+        odd = np.where(nin == 1, np.argmax(side, axis=1), np.argmin(side, axis=1))
+        gk = L[rows, odd]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f1 = np.where(cut, gk / (gk - L[rows, (odd + 1) % 3]), 0.0)
+            f2 = np.where(cut, gk / (gk - L[rows, (odd + 2) % 3]), 0.0)
+        self.cut = cut
+        self.is_tri = cut & (nin == 1)  # the odd vertex is the only one inside: the part is the triangle
+        self.tri_frac = f1 * f2
+        # barycentric coordinates of the sub-triangle's corners: (ne, corner, vertex)
+        T = np.zeros((ne, 3, 3))
+        T[rows, 0, odd] = 1.0
+        T[rows, 1, odd] = 1.0 - f1
+        T[rows, 1, (odd + 1) % 3] = f1
+        T[rows, 2, odd] = 1.0 - f2
+        T[rows, 2, (odd + 2) % 3] = f2
+        self.T = T
+        self.elements = e
+        self.fraction = np.where(self.whole, 1.0, np.where(cut, np.where(self.is_tri, self.tri_frac,
+                                                                         1.0 - self.tri_frac), 0.0))
+
+    def weights(self) -> np.ndarray:
+        """(ne, 3): int_part f dA = A_e sum_i w_i f_i for a P1 field ``f`` (sum_i w_i = ``fraction``)."""
+        wt = self.tri_frac[:, None] * self.T.mean(axis=1)  # triangle part
+        full = np.full_like(wt, 1.0 / 3.0)
+        return np.where(self.whole[:, None], full,
+                        np.where(self.cut[:, None], np.where(self.is_tri[:, None], wt, full - wt), 0.0))
+
+    def integral(self, f: np.ndarray) -> np.ndarray:
+        """(ne,) exact integral of the P1 field ``f`` over each element's part."""
+        fe = np.asarray(f, float)[self.elements]
+        return self.area * np.sum(self.weights() * fe, axis=1)
+
+    def product_integral(self, f: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """(ne,) exact integral of ``f g`` (two P1 fields) over each element's part."""
+        fe = np.asarray(f, float)[self.elements]
+        ge = np.asarray(g, float)[self.elements]
+
+        def unit(a, b):  # integral of a b over a triangle of unit area, from corner values
+            return (np.sum(a * b, axis=1) + a.sum(axis=1) * b.sum(axis=1)) / 12.0
+
+        whole = unit(fe, ge)
+        tri = self.tri_frac * unit(np.einsum("ecv,ev->ec", self.T, fe), np.einsum("ecv,ev->ec", self.T, ge))
+        part = np.where(self.whole, whole, np.where(self.cut, np.where(self.is_tri, tri, whole - tri), 0.0))
+        return self.area * part
+
+
+def _front_cut(pmesh: P1Mesh, ice_levelset: np.ndarray) -> np.ndarray:
+    """(ne,) bool: ISSM's test for a partly ice-covered element (some pair of vertices with
+    ``ice_levelset`` product <= 0)."""
+    L = np.asarray(ice_levelset, float)[pmesh.elements]
+    return (L[:, 0] * L[:, 1] <= 0.0) | (L[:, 0] * L[:, 2] <= 0.0) | (L[:, 1] * L[:, 2] <= 0.0)
 
 
 def _areas(pmesh: P1Mesh, d: DiagnosticInputs, scaled: bool) -> np.ndarray:
@@ -63,27 +166,56 @@ def compute(name: str, pmesh: P1Mesh, d: DiagnosticInputs) -> float:
     """The scalar diagnostic ``name`` (one of :data:`SCALAR_OUTPUTS` or :data:`SCALED_OUTPUTS`)."""
     scaled = name.endswith("Scaled")
     base_name = name[: -len("Scaled")] if scaled else name
+    if base_name not in SCALAR_OUTPUTS:
+        raise KeyError(f"unknown diagnostic {name!r}; known: {', '.join(SCALAR_OUTPUTS + SCALED_OUTPUTS)}")
     a = _areas(pmesh, d, scaled)
+    ice = np.asarray(d.ice_elements, bool)
     f = np.asarray(d.grounded_fraction, float)
     mean = pmesh.element_mean
-    if base_name == "IceVolume":
-        return float(np.sum(a * mean(d.thickness)))
-    if base_name == "IceVolumeAboveFloatation":
-        keep = ~np.asarray(d.floating_elements, bool)
-        bed = mean(d.bed)
-        haf = mean(d.surface) - mean(d.base) + np.minimum(d.rho_water / d.rho_ice * bed, 0.0)
-        return float(np.sum(np.where(keep, a * haf, 0.0)))
+    sf = None if not scaled else np.asarray(d.scale_factor, float)
+    if base_name in ("IceVolume", "IceVolumeAboveFloatation", "TotalSmb"):
+        if base_name == "IceVolume":
+            vert = np.asarray(d.surface, float) - np.asarray(d.base, float)
+            per_el = mean(vert)
+            keep = ice
+        elif base_name == "IceVolumeAboveFloatation":
+            ratio = d.rho_water / d.rho_ice
+            bed = np.asarray(d.bed, float)
+            vert = np.asarray(d.surface, float) - np.asarray(d.base, float) + np.minimum(ratio * bed, 0.0)
+            per_el = mean(d.surface) - mean(d.base) + np.minimum(ratio * mean(bed), 0.0)
+            keep = ice & ~np.asarray(d.floating_elements, bool)
+        else:
+            vert = np.asarray(d.smb, float)
+            per_el = mean(vert)
+            keep = ice
+        vals = a * per_el
+        if d.ice_levelset is not None:
+            cut = keep & _front_cut(pmesh, d.ice_levelset)
+            if cut.any():
+                part = SubElementPart(pmesh, d.ice_levelset, positive=False)
+                w = part.weights()
+                e = pmesh.elements
+                sub = np.abs(pmesh.area) * np.sum(w * vert[e], axis=1)  # integral over the ice part
+                if scaled:
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        sf_mean = np.where(part.fraction > 0, np.sum(w * sf[e], axis=1) / part.fraction, 0.0)
+                    sub = sub * sf_mean
+                vals = np.where(cut, sub, vals)
+        total = float(np.sum(np.where(keep, vals, 0.0)))
+        return total * d.rho_ice if base_name == "TotalSmb" else total
     if base_name == "GroundedArea":
         return float(np.sum(a * f))
     if base_name == "FloatingArea":
         return float(np.sum(a * (1.0 - f)))
-    if base_name == "TotalSmb":
-        return float(d.rho_ice * np.sum(a * mean(d.smb)))
-    if base_name == "TotalGroundedBmb":
-        return float(d.rho_ice * np.sum(a * f * mean(d.groundedice_melt)))
-    if base_name == "TotalFloatingBmb":
-        return float(d.rho_ice * np.sum(a * (1.0 - f) * mean(d.floatingice_melt)))
-    raise KeyError(f"unknown diagnostic {name!r}; known: {', '.join(SCALAR_OUTPUTS + SCALED_OUTPUTS)}")
+    # basal-melt totals
+    melt = d.groundedice_melt if base_name == "TotalGroundedBmb" else d.floatingice_melt
+    grounded = base_name == "TotalGroundedBmb"
+    if d.ocean_levelset is None:
+        frac = f if grounded else 1.0 - f
+        return float(d.rho_ice * np.sum(a * frac * mean(melt)))
+    part = SubElementPart(pmesh, d.ocean_levelset, positive=grounded)
+    per_el = part.product_integral(melt, sf) if scaled else part.integral(melt)
+    return float(d.rho_ice * np.sum(np.where(ice, per_el, 0.0)))
 
 
 def mass_flux(pmesh: P1Mesh, segments: np.ndarray, thickness: np.ndarray, vx: np.ndarray, vy: np.ndarray,
@@ -141,3 +273,75 @@ def mass_flux(pmesh: P1Mesh, segments: np.ndarray, thickness: np.ndarray, vx: np
     w1 = u1 * dy - v1 * dx
     w2 = u2 * dy - v2 * dx
     return float(rho_ice * np.sum((2.0 * h1 * w1 + h1 * w2 + h2 * w1 + 2.0 * h2 * w2) / 6.0))
+
+
+#: scalar outputs of the moving front, kg/s (``front_fluxes``)
+FRONT_FLUX_OUTPUTS = ("TotalCalvingFluxLevelset", "IcefrontMassFluxLevelset")
+
+
+def front_fluxes(pmesh: P1Mesh, ice_levelset: np.ndarray, thickness: np.ndarray, vx: np.ndarray,
+                 vy: np.ndarray, calving_x: np.ndarray, calving_y: np.ndarray, rho_ice: float
+                 ) -> dict[str, float]:
+    """ISSM's ``TotalCalvingFluxLevelset`` and ``IcefrontMassFluxLevelset`` (``Tria::...``), kg/s.
+
+    Over the ice elements that the zero level set crosses (ISSM's ``IsZeroLevelset``: some vertex pair with
+    opposite signs through vertex 0, or a zero vertex with ``l0 l1 + l0 l2 + l1 l2 <= 0``), the front
+    segment is where the linear interpolant of ``ice_levelset`` (zeros nudged to +1e-15) vanishes, ``n`` its
+    unit normal pointing out of the ice, and
+
+    .. math::  \\mathrm{TotalCalvingFluxLevelset} = \\rho_i \\sum \\int_{seg} H\\, \\mathbf{c} \\cdot \\mathbf{n}\\, ds,
+               \\qquad \\mathrm{IcefrontMassFluxLevelset} = \\rho_i \\sum \\int_{seg} H\\, \\mathbf{u} \\cdot \\mathbf{n}\\, ds
+
+    with ``c = (Calvingratex, Calvingratey)`` per element vertex (``calving_x``, ``calving_y``, (ne, 3),
+    ISSM's P1DG inputs) and ``u = (vx, vy)``, ``H`` per vertex; both factors are linear along the segment,
+    so the integral is exact (ISSM: 3-point Gauss rule on the segment). Positive when ice leaves through
+    the front. ISSM writes both in kg/s; pyISSM converts ``IcefrontMassFluxLevelset`` to Gt/yr and leaves
+    ``TotalCalvingFluxLevelset`` in kg/s.
+    """
+    e = pmesh.elements
+    raw = np.asarray(ice_levelset, float)[e]
+    l0, l1, l2 = raw[:, 0], raw[:, 1], raw[:, 2]
+    zero = (l0 * l1 < 0.0) | (l0 * l2 < 0.0) | ((l0 * l1 * l2 == 0.0) & (l0 * l1 + l0 * l2 + l1 * l2 <= 0.0))
+    sel = np.flatnonzero(np.any(raw < 0.0, axis=1) & zero)
+    out = {"TotalCalvingFluxLevelset": 0.0, "IcefrontMassFluxLevelset": 0.0}
+    if sel.size == 0:
+        return out
+    g = raw[sel]
+    g = np.where(g == 0.0, g + _LEVELSET_EPS, g)
+    pos = g > 0.0
+    npos = pos.sum(axis=1)
+    keep = (npos == 1) | (npos == 2)
+    sel, g, pos, npos = sel[keep], g[keep], pos[keep], npos[keep]
+    if sel.size == 0:
+        return out
+    n = sel.size
+    rows = np.arange(n)
+    odd = np.where(npos == 1, np.argmax(pos, axis=1), np.argmin(pos, axis=1))
+    j1, j2 = (odd + 1) % 3, (odd + 2) % 3
+    gk = g[rows, odd]
+    s1 = gk / (gk - g[rows, j1])
+    s2 = gk / (gk - g[rows, j2])
+    te = e[sel]
+    xe, ye = pmesh.x[te], pmesh.y[te]
+
+    def at(field_e: np.ndarray, j: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return (1.0 - s) * field_e[rows, odd] + s * field_e[rows, j]
+
+    qx1, qy1, qx2, qy2 = at(xe, j1, s1), at(ye, j1, s1), at(xe, j2, s2), at(ye, j2, s2)
+    length = np.hypot(qx2 - qx1, qy2 - qy1)
+    # unit normal out of the ice: the direction in which the level set grows
+    gx = np.sum(pmesh.dphidx[sel] * g, axis=1)
+    gy = np.sum(pmesh.dphidy[sel] * g, axis=1)
+    gn = np.hypot(gx, gy)
+    nx, ny = gx / gn, gy / gn
+    He = np.asarray(thickness, float)[te]
+    h1, h2 = at(He, j1, s1), at(He, j2, s2)
+
+    def flux(ux_e: np.ndarray, uy_e: np.ndarray) -> float:
+        w1 = at(ux_e, j1, s1) * nx + at(uy_e, j1, s1) * ny
+        w2 = at(ux_e, j2, s2) * nx + at(uy_e, j2, s2) * ny
+        return float(rho_ice * np.sum(length * (2.0 * h1 * w1 + h1 * w2 + h2 * w1 + 2.0 * h2 * w2) / 6.0))
+
+    out["TotalCalvingFluxLevelset"] = flux(np.asarray(calving_x, float)[sel], np.asarray(calving_y, float)[sel])
+    out["IcefrontMassFluxLevelset"] = flux(np.asarray(vx, float)[te], np.asarray(vy, float)[te])
+    return out

@@ -1,5 +1,9 @@
 """Moving ice front: ISSM's ``movingfront_core`` re-implemented on P1 triangles, vectorised.
 
+One job: advancing the ice level set by one step as ISSM's moving-front core does (the front velocity, the
+level-set solve, icebergs, re-initialisation with ISSM's distance and its constraint reset all belong to
+that job).
+
 One call of :func:`advance_front` does, in ISSM's order (step k, time t, length dt):
 
 1. smoothed level-set gradient g = M^-1 int grad(phi) psi dA (L2 projection with the consistent mass
@@ -24,7 +28,10 @@ One call of :func:`advance_front` does, in ISSM's order (step k, time t, length 
 6. iceberg removal (``kill_icebergs``): ice not connected through shared element edges to an all-grounded
    ice element (or, beyond ISSM, to a Dirichlet-velocity vertex, see :func:`kill_icebergs`);
 7. re-initialisation to a signed distance when ``step % reinit_frequency == 0`` (and after killing
-   icebergs): |phi| = exact distance to the zero contour of the P1 interpolant, sign kept.
+   icebergs): |phi| = distance to the zero contour of the P1 interpolant by ISSM's rule
+   (``FemModel::DistanceToFieldValue``, :func:`distance_to_front_issm`) or exactly
+   (:func:`distance_to_front`), sign kept; then, as ISSM's ``ResetBoundaryConditions``, the dynamic
+   ``spclevelset`` constraints take the re-initialised values.
 
 Everything is in SI (m, s; rates in m/s).
 """
@@ -48,11 +55,14 @@ __all__ = [
     "FrontUpdate",
     "advance_front",
     "distance_to_front",
+    "distance_to_front_issm",
     "extrapolate",
     "front_velocity",
     "ice_element_mask",
     "ice_free_thickness",
     "ice_vertex_mask",
+    "issm_distance_to_segments",
+    "issm_isovalue_segments",
     "kill_icebergs",
     "reinitialize",
     "smoothed_gradient",
@@ -78,6 +88,10 @@ class FrontUpdate:
     extras : per-law nodal diagnostics (``StrainRateparallel``, ``StrainRateperpendicular``, ``SigmaVM``)
     icebergs_removed : number of elements whose ice was removed by ``kill_icebergs``
     reinitialized : whether the level set was reset to a signed distance
+    spclevelset : (nv,) the dynamic level-set constraints after the step (a constant ``spclevelset``:
+        ISSM resets them to the re-initialised level set, see :func:`advance_front`); None for a time series
+    calving_element_x, calving_element_y : (ne, 3) ``Calvingratex/y`` per element vertex (ISSM's P1DG
+        inputs, c n_hat), m/s
     """
 
     ice_levelset: np.ndarray
@@ -91,6 +105,9 @@ class FrontUpdate:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     icebergs_removed: int = 0
     reinitialized: bool = False
+    spclevelset: np.ndarray | None = None
+    calving_element_x: np.ndarray | None = None
+    calving_element_y: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -381,11 +398,184 @@ def distance_to_front(mesh: P1Mesh, phi: np.ndarray, points: tuple[np.ndarray, n
     return out
 
 
-def reinitialize(mesh: P1Mesh, phi: np.ndarray) -> np.ndarray:
+def issm_isovalue_segments(mesh: P1Mesh, phi: np.ndarray) -> np.ndarray:
+    """(ns, 4) zero-contour segments ``[x0, y0, x1, y1]`` exactly as ISSM's ``Tria::WriteFieldIsovalueSegment``
+    writes them: one per element with ``min(phi) <= 0 <= max(phi)``, in element order.
+
+    Vertices with ``phi <= 0`` count as ice (``GetLevelsetIntersection``), listed in local order before the
+    others. One ice vertex ``i``: the points on the edges ``i -> n0`` and ``i -> n1``; two ice vertices
+    ``i0, i1``: the points on ``i0 -> n`` and ``i1 -> n``; each at ``x_i + s (x_n - x_i)`` with
+    ``s = -phi_i / (phi_n - phi_i)``. Three: the segment between the first two zero vertices (a point
+    written twice when there is one).
+    """
+    e = mesh.elements
+    f = np.asarray(phi, float)[e]
+    xe, ye = mesh.x[e], mesh.y[e]
+    keep = (f.min(axis=1) <= 0.0) & (f.max(axis=1) >= 0.0)
+    f, xe, ye = f[keep], xe[keep], ye[keep]
+    n = f.shape[0]
+    if n == 0:
+        return np.zeros((0, 4))
+    ice = f <= 0.0
+    nice = ice.sum(axis=1)
+    # local indices sorted ice first, each group in increasing local order (a stable sort on ~ice)
+    order = np.argsort(~ice, axis=1, kind="stable")
+    rows = np.arange(n)[:, None]
+    fo, xo, yo = f[rows, order], xe[rows, order], ye[rows, order]
+    # start and end vertex of the two crossings
+    a = np.where(nice[:, None] == 1, np.array([[0, 0]]), np.array([[0, 1]]))  # ice vertex of each point
+    b = np.where(nice[:, None] == 1, np.array([[1, 2]]), np.array([[2, 2]]))  # no-ice vertex
+    r2 = np.arange(n)[:, None]
+    fa, fb = fo[r2, a], fo[r2, b]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sfrac = (0.0 - fa) / (fb - fa)
+    px = xo[r2, a] + sfrac * (xo[r2, b] - xo[r2, a])
+    py = yo[r2, a] + sfrac * (yo[r2, b] - yo[r2, a])
+    # all three vertices <= 0: the first two zero vertices (in local order), or one zero vertex twice
+    three = nice == 3
+    if three.any():
+        z = f[three] == 0.0
+        zorder = np.argsort(~z, axis=1, kind="stable")
+        nz = z.sum(axis=1)
+        second = np.where(nz >= 2, zorder[:, 1], zorder[:, 0])
+        r3 = np.arange(int(three.sum()))
+        px[three] = np.column_stack([xe[three][r3, zorder[:, 0]], xe[three][r3, second]])
+        py[three] = np.column_stack([ye[three][r3, zorder[:, 0]], ye[three][r3, second]])
+    return np.column_stack([px[:, 0], py[:, 0], px[:, 1], py[:, 1]])
+
+
+def _issm_d2(px: np.ndarray, py: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Squared point-segment distance with ISSM's arithmetic (``DistanceToFieldValue``)."""
+    x0, y0, x1, y1 = seg[..., 0], seg[..., 1], seg[..., 2], seg[..., 3]
+    l2 = (x1 - x0) * (x1 - x0) + (y1 - y0) * (y1 - y0)
+    d0 = (px - x0) * (px - x0) + (py - y0) * (py - y0)
+    d1 = (px - x1) * (px - x1) + (py - y1) * (py - y1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = ((px - x0) * (x1 - x0) + (py - y0) * (y1 - y0)) / l2
+        xn = x0 + t * (x1 - x0)
+        yn = y0 + t * (y1 - y0)
+    dn = (px - xn) * (px - xn) + (py - yn) * (py - yn)
+    return np.where(l2 == 0.0, d0, np.where(t < 0.0, d0, np.where(t > 1.0, d1, dn)))
+
+
+def _issm_scan(d: np.ndarray, tdx2: np.ndarray, tdy2: np.ndarray, dmin0: float, last0: int
+               ) -> tuple[float, int]:
+    """ISSM's loop over the segments for one vertex, started from ``dmin0`` (and ``last0``): segment ``i``
+    is skipped when its first end point is more than ``10 dmin`` away in x or in y (squared), ``dmin`` the
+    running minimum; returns the final ``dmin`` and the last segment that improved it.
+
+    Vectorised as a fixed point on the set of considered segments (any fixed point is the sequential
+    answer, by induction over the segments); a plain loop finishes the rare case that does not settle.
+    """
+    inf = np.inf
+    considered = np.ones(d.size, dtype=bool)
+    for _ in range(30):
+        run = np.minimum.accumulate(np.concatenate(([dmin0], np.where(considered, d, inf))))[:-1]
+        new = (tdx2 <= 10.0 * run) & (tdy2 <= 10.0 * run)
+        if np.array_equal(new, considered):
+            improved = np.flatnonzero(considered & (d < run))
+            last = int(improved[-1]) if improved.size else last0
+            return float(min(dmin0, run[-1], d[-1] if considered[-1] else inf)), last
+        considered = new
+    dmin, last = dmin0, last0
+    for i in range(d.size):  # pragma: no cover - fallback, the fixed point settles in practice
+        if tdx2[i] > 10.0 * dmin or tdy2[i] > 10.0 * dmin:
+            continue
+        if d[i] < dmin:
+            dmin, last = float(d[i]), i
+    return float(dmin), last
+
+
+def distance_to_front_issm(mesh: P1Mesh, phi: np.ndarray) -> np.ndarray:
+    """(nv,) distance from every vertex to the zero contour of ``phi`` by ISSM's rule
+    (``FemModel::DistanceToFieldValue``), which is not always the exact distance.
+
+    ISSM visits the vertices in order; for each it starts from the squared distance to the first end point
+    of the segment that gave the previous vertex its distance (``1e50`` for the first vertex, and while that
+    segment is segment 0), then scans the segments of :func:`issm_isovalue_segments` in order, **skipping a
+    segment whose first end point lies more than sqrt(10) times the current best distance away in x or in
+    y**. That tip test can skip the nearest segment when the vertex is close to a segment's far end, so the
+    result can exceed the exact distance (:func:`distance_to_front`).
+
+    Implementation: the exact nearest segment of every vertex comes from a k-d tree; where its first end
+    point passes the tip test even against the final distance, the scan cannot skip it and ISSM's answer is
+    the exact one; the other vertices (near the front, a few per front element) get the full scan
+    (:func:`_issm_scan`). ``inf`` when ``phi`` has no zero contour.
+    """
+    return issm_distance_to_segments(mesh.x, mesh.y, issm_isovalue_segments(mesh, phi))
+
+
+def issm_distance_to_segments(px: np.ndarray, py: np.ndarray, segs: np.ndarray) -> np.ndarray:
+    """ISSM's ``DistanceToFieldValue`` scan (see :func:`distance_to_front_issm`) of the points ``(px, py)``,
+    visited in order, over the segments ``segs`` ``(ns, 4)`` ``[x0, y0, x1, y1]`` (``(x0, y0)`` is the tip
+    of the skip test)."""
+    px = np.asarray(px, float)
+    py = np.asarray(py, float)
+    segs = np.asarray(segs, float).reshape(-1, 4)
+    nv = px.size
+    if segs.shape[0] == 0:
+        return np.full(nv, np.inf)
+    mid = 0.5 * (segs[:, :2] + segs[:, 2:])
+    half = 0.5 * np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1])
+    rmax = float(half.max())
+    tree = cKDTree(mid)
+    q = np.column_stack([px, py])
+    _, nearest = tree.query(q)
+    dbest = _issm_d2(px, py, segs[nearest])
+    cand = tree.query_ball_point(q, np.sqrt(dbest) + rmax + 1e-9 * (1.0 + np.sqrt(dbest)))
+    counts = np.fromiter((len(c) for c in cand), dtype=np.int64, count=nv)
+    rows = np.repeat(np.arange(nv), counts)
+    cols = np.fromiter((j for c in cand for j in c), dtype=np.int64, count=int(counts.sum()))
+    d = _issm_d2(px[rows], py[rows], segs[cols])
+    dstar = dbest.copy()
+    np.minimum.at(dstar, rows, d)
+    # first (lowest-index) segment attaining the minimum
+    first = np.full(nv, np.iinfo(np.int64).max)
+    hit = d == dstar[rows]
+    np.minimum.at(first, rows[hit], cols[hit])
+    first = np.where(first == np.iinfo(np.int64).max, nearest, first)
+    tdx2 = (segs[first, 0] - px) ** 2
+    tdy2 = (segs[first, 1] - py) ** 2
+    safe = (tdx2 <= 10.0 * dstar) & (tdy2 <= 10.0 * dstar)
+    out = np.empty(nv)
+    last = -1
+    sx0, sy0 = segs[:, 0], segs[:, 1]
+    dstar_l, first_l, safe_l = dstar.tolist(), first.tolist(), safe.tolist()
+    xs, ys = px.tolist(), py.tolist()
+    for v in range(nv):  # the chain through `last` is sequential; each step is O(1) except unsafe ones
+        x, y = xs[v], ys[v]
+        if last > 0:
+            dmin0 = (float(sx0[last]) - x) ** 2 + (y - float(sy0[last])) ** 2
+        else:
+            dmin0 = 1.0e50
+        if safe_l[v]:
+            ds = dstar_l[v]
+            if dmin0 <= ds:
+                out[v] = dmin0
+            else:
+                out[v] = ds
+                last = first_l[v]
+        else:
+            dv = _issm_d2(x, y, segs)
+            out[v], last = _issm_scan(dv, (sx0 - x) ** 2, (sy0 - y) ** 2, dmin0, last)
+    return np.sqrt(out)
+
+
+def reinitialize(mesh: P1Mesh, phi: np.ndarray, distance: str = "issm") -> np.ndarray:
     """Reset ``phi`` to the signed distance to its zero contour (ISSM's ``ResetLevelset``): |phi| = distance,
-    phi > 0 keeps a positive sign, phi <= 0 a negative one. Unchanged when there is no front."""
+    phi > 0 keeps a positive sign, phi <= 0 a negative one. Unchanged when there is no front.
+
+    ``distance='issm'`` (default) reproduces ISSM's ``DistanceToFieldValue`` (:func:`distance_to_front_issm`,
+    its segment-skipping "10 x dmin" tip test included); ``'exact'`` uses the exact distance to the zero
+    contour (:func:`distance_to_front`). See docs/physics.md for why the two differ.
+    """
     phi = np.asarray(phi, float)
-    d = distance_to_front(mesh, phi)
+    if distance == "issm":
+        d = distance_to_front_issm(mesh, phi)
+    elif distance == "exact":
+        d = distance_to_front(mesh, phi)
+    else:
+        raise ModelInputError("reinit_distance", "'issm' or 'exact'", repr(distance))
     if not np.all(np.isfinite(d)):
         return phi.copy()
     return np.where(phi > 0.0, d, -d)
@@ -449,7 +639,7 @@ def _nodal(f, nv: int, name: str) -> np.ndarray:
 
 
 def advance_front(state, mesh: P1Mesh, *, ice_levelset, vx, vy, thickness, base, bed, ocean_levelset,
-                  dt: float, step: int, time: float) -> FrontUpdate:
+                  dt: float, step: int, time: float, spclevelset: np.ndarray | None = None) -> FrontUpdate:
     """ISSM's moving-front core for one transient step (see the module docstring for the order).
 
     Parameters
@@ -460,6 +650,17 @@ def advance_front(state, mesh: P1Mesh, *, ice_levelset, vx, vy, thickness, base,
     ice_levelset, vx, vy, thickness, base, bed, ocean_levelset : (nv,) current fields (SI); vx, vy are the
         velocities of this step's stress balance, thickness/base the geometry at the start of the step
     dt, time : step length and time at the end of the step (s); step : 1-based step number
+    spclevelset : (nv,) current dynamic level-set constraints (from the previous step's
+        :attr:`FrontUpdate.spclevelset`); None: ``md.levelset.spclevelset`` as given
+
+    Level-set constraints follow ISSM's ``LevelsetAnalysis::CreateConstraints``: a constant
+    ``md.levelset.spclevelset`` becomes *dynamic* constraints, and after every re-initialisation
+    (``ResetLevelset`` then ``ResetBoundaryConditions``) their values are reset to the re-initialised level
+    set at the constrained vertices; a time series stays as given. After killing icebergs ISSM re-initialises
+    (and resets the constraints), and at a ``reinit_frequency`` step it does both again, so a step with both
+    re-initialises twice. The distance of the re-initialisation and of the minimum-thickness rule is ISSM's
+    (``state.extras['reinit_distance'] = 'issm'``, default) or the exact one (``'exact'``), see
+    :func:`reinitialize`.
 
     Returns
     -------
@@ -487,12 +688,21 @@ def advance_front(state, mesh: P1Mesh, *, ice_levelset, vx, vy, thickness, base,
     wx, wy, cx, cy = front_velocity(mesh, vx=vx_e, vy=vy_e, calving_element=rates.element, frontal_melt=melt,
                                     ocean_levelset=ocean, gradx=gx, grady=gy, discrete=(law == "minthickness"))
     # 5. level-set solve, then the discrete-law post-processing
-    spc = _nodal(ls_set.spclevelset.at(time, interp), nv, "md.levelset.spclevelset")
+    dynamic = not ls_set.spclevelset.is_transient
+    if dynamic and spclevelset is not None:
+        spc = _nodal(spclevelset, nv, "md.levelset.spclevelset")
+    else:
+        spc = _nodal(ls_set.spclevelset.at(time, interp), nv, "md.levelset.spclevelset")
+    distance = str(getattr(state, "extras", {}).get("reinit_distance", "issm"))
     new = solve_levelset(mesh, phi, wx, wy, dt, migration_max=ls_set.migration_max,
                          stabilization=int(ls_set.stabilization), spclevelset=spc)
     hmin = state.calving.params.get("min_thickness") if law in ("minthickness", "vonmises") else None
-    if hmin is not None:
-        dist = distance_to_front(mesh, new)
+    bed_n = _nodal(bed, nv, "md.geometry.bed")
+    with np.errstate(invalid="ignore"):
+        candidates = hmin is not None and bool(np.any((H_e < float(hmin)) & (bed_n < state.sealevel)
+                                                      & (new < 0.0)))
+    if candidates:  # the distance only matters where the rule can switch a vertex to no ice
+        dist = distance_to_front_issm(mesh, new) if distance == "issm" else distance_to_front(mesh, new)
         new = calving_laws.minthickness_retreat(e, new, thickness=H_e, bed=_nodal(bed, nv, "md.geometry.bed"),
                                                 distance=dist, min_thickness=float(hmin),
                                                 migration_max=ls_set.migration_max, dt=dt,
@@ -505,15 +715,22 @@ def advance_front(state, mesh: P1Mesh, *, ice_levelset, vx, vy, thickness, base,
         spcvy = np.asarray(state.stressbalance.spcvy, float)
         anchored = ~np.isnan(spcvx) & ~np.isnan(spcvy)
         new, killed = kill_icebergs(mesh, new, ocean, anchored)
-        reinit = killed > 0
-    # 7. re-initialisation
+        if killed > 0:  # ISSM: ResetLevelset, ResetBoundaryConditions
+            new = reinitialize(mesh, new, distance)
+            reinit = True
+            if dynamic:
+                spc = np.where(np.isnan(spc), np.nan, new)
+    # 7. re-initialisation (again, when icebergs were killed at a reinit step, as ISSM does)
     freq = int(ls_set.reinit_frequency)
     if freq and step % freq == 0:
+        new = reinitialize(mesh, new, distance)
         reinit = True
-    if reinit:
-        new = reinitialize(mesh, new)
+        if dynamic:
+            spc = np.where(np.isnan(spc), np.nan, new)
     melt_used = np.where(ocean < 0.0, 0.0, melt)
     return FrontUpdate(ice_levelset=new, calving_rate=rates.nodal, frontal_melt_rate=melt_used, vx=vx_e, vy=vy_e,
                        thickness=H_e, calving_rate_x=calving_laws.nodal_mean(mesh, cx),
                        calving_rate_y=calving_laws.nodal_mean(mesh, cy), extras=rates.extras,
-                       icebergs_removed=killed, reinitialized=reinit)
+                       icebergs_removed=killed, reinitialized=reinit,
+                       spclevelset=np.array(spc, dtype=float) if dynamic else None,
+                       calving_element_x=cx, calving_element_y=cy)

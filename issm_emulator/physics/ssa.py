@@ -55,6 +55,7 @@ __all__ = [
     "effective_viscosity",
     "solve_ssa",
     "ssa_load_vector",
+    "ssa_residual",
     "strain_rates",
 ]
 
@@ -78,6 +79,7 @@ class SSAResult:
     niter: int
     residual: float
     converged: bool
+    vertex_residual: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -377,7 +379,8 @@ def _as_vertex_field(a, nv: int, name: str) -> np.ndarray:
 
 
 def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ice_levelset, vx0, vy0,
-              mesh: P1Mesh | None = None, isnewton: int | None = None, strict: bool = False) -> SSAResult:
+              mesh: P1Mesh | None = None, isnewton: int | None = None, strict: bool = False,
+              residual_only: bool = False) -> SSAResult:
     """Solve the SSA stress balance for the given geometry, starting from (vx0, vy0).
 
     Parameters
@@ -396,6 +399,10 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
         ``state.stressbalance.isnewton``.
     strict : bool
         Raise :class:`SolverDivergedError` when ``maxiter`` is reached without convergence.
+    residual_only : bool
+        Solve nothing: return (vx0, vy0) with the relative residual of the momentum balance there,
+        ||K(u0) u0 - F|| / ||F|| over the free dofs, and ``vertex_residual``: |K(u0) u0 - F| per vertex
+        (x and y combined, 0 at fixed vertices) over the RMS free-dof load (:func:`ssa_residual`).
 
     Returns
     -------
@@ -438,8 +445,11 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
     spc = np.concatenate([_as_vertex_field(sb.spcvx, nv, "md.stressbalance.spcvx"),
                           _as_vertex_field(sb.spcvy, nv, "md.stressbalance.spcvy")])
     fixed = ~np.isnan(spc) | ~np.concatenate([active, active])
+    # inactive nodes (no ice element) are fixed: 0, or their Dirichlet value where they have one (ISSM's
+    # SpcNodesx re-applies the constraints after SetActiveNodesLSMx deactivated the nodes, so its Vx, Vy
+    # and Vel hold the constrained value there); they belong to no assembled element, so this changes the
+    # output only
     ys_full = np.where(np.isnan(spc), 0.0, spc)
-    ys_full[~np.concatenate([active, active])] = 0.0
     free = np.flatnonzero(~fixed)
     fix = np.flatnonzero(fixed)
     ys = ys_full[fix]
@@ -448,7 +458,7 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
     u[~np.isfinite(u)] = 0.0
     if free.size == 0:
         u = ys_full.copy()
-        return SSAResult(u[:nv].copy(), u[nv:].copy(), 0, 0.0, True)
+        return SSAResult(u[:nv].copy(), u[nv:].copy(), 0, 0.0, True, np.zeros(nv) if residual_only else None)
 
     # ---- constant pieces ---------------------------------------------------------------------------------
     rs = reduced_system(mesh, ~fixed, 2)
@@ -540,6 +550,12 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
         res = _norm(Kff @ uf_old - pf) / nF
         if not np.isfinite(res):
             raise SolverDivergedError(f"SSA: residual is {res} at iteration {count + 1}", residual=res)
+        if residual_only:
+            full = np.zeros(2 * nv)
+            full[dofs] = Kff @ uf_old - pf
+            scale = nF / math.sqrt(max(dofs.size, 1))
+            return SSAResult(u[:nv].copy(), u[nv:].copy(), 0, res, res < restol,
+                             np.hypot(full[:nv], full[nv:]) / scale)
         if use_newton:
             delta = _linear_solve(J, pf - Kff @ uf_old)
             lam, r0 = 1.0, res
@@ -586,3 +602,16 @@ def solve_ssa(state: ModelState, *, thickness, surface, base, ocean_levelset, ic
             f"SSA: no convergence after {maxiter} iterations (md.stressbalance.maxiter); last relative "
             f"residual {res:.3e} (md.stressbalance.restol {restol})", residual=res)
     return SSAResult(u[:nv].copy(), u[nv:].copy(), count, res, converged)
+
+
+def ssa_residual(state: ModelState, *, thickness, surface, base, ocean_levelset, ice_levelset, vx, vy,
+                 mesh: P1Mesh | None = None) -> tuple[float, np.ndarray]:
+    """How far a velocity is from satisfying the SSA momentum balance on a geometry.
+
+    Returns ``(relative, per_vertex)``: ||K(u) u - F|| / ||F|| over the free degrees of freedom (the
+    quantity ISSM's ``restol`` bounds, Dirichlet values taken from ``state``) and the per-vertex residual
+    magnitude in units of the RMS free-dof load. One assembly, no linear solve.
+    """
+    r = solve_ssa(state, thickness=thickness, surface=surface, base=base, ocean_levelset=ocean_levelset,
+                  ice_levelset=ice_levelset, vx0=vx, vy0=vy, mesh=mesh, isnewton=0, residual_only=True)
+    return float(r.residual), np.asarray(r.vertex_residual)

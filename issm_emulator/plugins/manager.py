@@ -209,7 +209,7 @@ class SolverRegistry:
         return self._instances[name]
 
     def describe(self, name: str) -> dict[str, Any]:
-        """Name, version, description, devices, solutions and plugin of one solver.
+        """Name, version, description, devices, solutions, plugin and distribution of one solver.
 
         A factory that is a :class:`Solver` subclass is described from its class attributes without
         being called.
@@ -229,7 +229,21 @@ class SolverRegistry:
             "devices": tuple(src.devices),
             "solutions": tuple(src.solutions),
             "plugin": spec.plugin,
+            "distribution": self.distribution(spec.plugin),
         }
+
+    def distribution(self, plugin: str) -> str:
+        """``'name version'`` of the installed distribution that provides ``plugin`` (its entry point);
+        the built-in plugin of an uninstalled source tree is ``'issm-emulator <version> (source tree)'``;
+        a plugin registered in this process with ``pm.register`` has none (``''``)."""
+        dist = getattr(self.pm, "plugin_distributions", {}).get(plugin)
+        if dist:
+            return dist
+        if plugin == BUILTIN_PLUGIN:
+            from issm_emulator._version import __version__
+
+            return f"issm-emulator {__version__} (source tree)"
+        return ""
 
     def available(self) -> list[dict[str, Any]]:
         """:meth:`describe` of every registered solver.
@@ -244,8 +258,10 @@ class SolverRegistry:
                 out.append(self.describe(name))
             except SolverError as exc:
                 warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+                plugin = self.specs()[name].plugin
                 out.append({"name": name, "version": "?", "description": f"unavailable: {exc}",
-                            "devices": (), "solutions": (), "plugin": self.specs()[name].plugin})
+                            "devices": (), "solutions": (), "plugin": plugin,
+                            "distribution": self.distribution(plugin)})
         return out
 
     def default_name(self) -> str:
@@ -302,7 +318,8 @@ def reset_default_manager() -> None:
 
 
 def available_solvers(registry: SolverRegistry | None = None) -> list[dict[str, Any]]:
-    """Every registered solver as ``dict(name, version, description, devices, solutions, plugin)``.
+    """Every registered solver as ``dict(name, version, description, devices, solutions, plugin,
+    distribution)``.
 
     Examples
     --------

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from issm_emulator.errors import ModelInputError
+from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.physics.levelset import extrapolate
 from issm_emulator.units import to_issm
 
 from .pine_island import (
@@ -32,6 +34,8 @@ from .pine_island import (
 
 __all__ = ["DEFAULT_OCEAN_BUFFER", "FRONT_POINTS", "NORTH79_REQUESTED_OUTPUTS", "TONGUE_BED_DEPTH", "extended_outline",
            "north79", "polyline_distance"]
+
+EPSG = 3413  #: the projection of the 79North data (NSIDC Greenland polar stereographic), set as md.mesh.epsg
 
 #: Depth (m) of the assumed sea floor below the ice base under the floating tongue.
 TONGUE_BED_DEPTH = 500.0
@@ -67,8 +71,10 @@ def north79(resolution: Any = 2e3, stress_threshold: Any = 1e6, *, floating_thre
     * **Masks and fields in the ice.** ``setmask(79NorthShelf.exp, '')``: ``ocean_levelset`` -1 on the
       floating tongue, +1 elsewhere; ``79North.arch`` interpolated linearly: ``vx``, ``vy`` (initial
       velocity), surface ``s``, thickness ``H`` (raised to ``masstransport.min_thickness`` = 1 m, keeping
-      ``s``), ``base = s - H``. Buffer vertices of elements cut by the front take the values of the nearest
-      vertex inside the outline (so the front element carries the tongue's thickness, not a 1 m slab).
+      ``s``), ``base = s - H``. Buffer vertices of elements cut by the front take the thickness and surface
+      of the nearest vertex inside the outline (so the front element carries the tongue's thickness, not a
+      1 m slab) and the harmonic extension of the velocity from the vertices inside (Laplace's equation on
+      the buffer, as ISSM's extrapolation), so that no ice element starts with a zero strain rate.
     * **Ice-free ocean.** Every other buffer vertex is a floating slab of ``min_thickness``:
       H = 1 m, base = -(rho_i/rho_w) H, s = base + H, ``ocean_levelset`` = -1, velocity 0.
     * **Bed** (the archive has none). Where grounded, ``bed = base``. Where floating (tongue and buffer)
@@ -154,6 +160,7 @@ def north79(resolution: Any = 2e3, stress_threshold: Any = 1e6, *, floating_thre
 
     md = new_model("79NorthCalving")
     triangle_mesh(md, domain, res)
+    md.mesh.epsg = EPSG  # x, y are NSIDC Greenland polar stereographic: the outputs carry this grid mapping
     set_mask(md, fetch("exp/79NorthShelf.exp"), "")
     nv = md.mesh.numberofvertices
     x, y = np.asarray(md.mesh.x, float), np.asarray(md.mesh.y, float)
@@ -183,6 +190,12 @@ def north79(resolution: Any = 2e3, stress_threshold: Any = 1e6, *, floating_thre
     if cut.any():
         _, nearest = cKDTree(np.column_stack([x[inside], y[inside]])).query(np.column_stack([x[cut], y[cut]]))
         vals[cut] = vals[inside][nearest]
+        # velocity: harmonic extension from the vertices inside (not the nearest copy, which gave some front
+        # elements the same velocity at all three vertices, a zero strain rate and so an arbitrary first
+        # Picard viscosity; issue #16 item 1)
+        pm = P1Mesh(x, y, el0)
+        for k in (0, 1):
+            vals[cut, k] = extrapolate(pm, vals[:, k], inside)[cut]
     vx, vy, surface, thickness = (vals[:, k].copy() for k in range(4))
     thickness = np.maximum(thickness, hmin)
     base = surface - thickness

@@ -27,6 +27,7 @@ PIG_REQUESTED_OUTPUTS = ("default", "IceVolume", "IceVolumeAboveFloatation", "Gr
 
 _TEMPERATURE = 273.0 - 20.0  # K, as every ISSM Par file (paterson(253) = 1.8157e8 Pa s^(1/3))
 _BUDD_C = 50.0  # (s/m)^(1/2), Budd coefficient on grounded ice (Pig.par, 79North.par)
+EPSG = 3031  #: the projection of the Pig data (Antarctic polar stereographic), set as md.mesh.epsg
 
 
 def pine_island(resolution: Any = 3e3, melt_rate: Any = 0.0, *, years: Any = 20.0, time_step: Any = 1.0 / 12.0,
@@ -100,6 +101,7 @@ def pine_island(resolution: Any = 3e3, melt_rate: Any = 0.0, *, years: Any = 20.
 
     md = new_model("PigMelt")
     triangle_mesh(md, fetch("exp/Pig.exp"), res)
+    md.mesh.epsg = EPSG  # x, y are Antarctic polar stereographic: the outputs carry this grid mapping
     set_mask(md, fetch("exp/PigShelves.exp"), fetch("exp/PigIslands.exp"))
     nv = md.mesh.numberofvertices
     floating = md.mask.ocean_levelset < 0

@@ -9,6 +9,7 @@ geometry at the start of each step, warm-started from the previous velocities.
 from __future__ import annotations
 
 import time as _time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +33,10 @@ class FEMSolver(Solver):
         ``md.stressbalance.maxiter`` without meeting the tolerances (ISSM only warns).
     progress : bool, default False
         Show a progress bar over the time steps.
+    reinit_distance : {'issm', 'exact'}, default 'issm'
+        Distance used to re-initialise the ice level set (and by the minimum-thickness calving rule):
+        ISSM's ``DistanceToFieldValue`` rule, which can skip the nearest front segment (parity with ISSM),
+        or the exact distance to the zero contour (docs/physics.md, "Re-initialisation distance").
     """
 
     name: ClassVar[str] = "fem"
@@ -39,14 +44,18 @@ class FEMSolver(Solver):
     description: ClassVar[str] = "reference finite-element solver (SSA, P1, Picard; ISSM's transient loop)"
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     solutions: ClassVar[tuple[str, ...]] = (TRANSIENT, STRESSBALANCE)
-    _OPTIONS: ClassVar[tuple[str, ...]] = ("strict", "progress")
+    _OPTIONS: ClassVar[tuple[str, ...]] = ("strict", "progress", "reinit_distance")
+    _REINIT_DISTANCES: ClassVar[tuple[str, ...]] = ("issm", "exact")
 
     def check_options(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(self._OPTIONS))
         if unknown:
             raise TypeError(f"solver 'fem' got unknown option(s): {', '.join(unknown)}; "
                             f"it accepts {', '.join(self._OPTIONS)}")
-        for k in self._OPTIONS:
+        if "reinit_distance" in options and options["reinit_distance"] not in self._REINIT_DISTANCES:
+            raise TypeError(f"solver 'fem' option 'reinit_distance' must be one of {self._REINIT_DISTANCES}, "
+                            f"got {options['reinit_distance']!r}")
+        for k in ("strict", "progress"):
             if k in options and not isinstance(options[k], (bool, np.bool_)):
                 raise TypeError(f"solver 'fem' option {k!r} must be a bool, got {type(options[k]).__name__}")
 
@@ -57,6 +66,8 @@ class FEMSolver(Solver):
             raise SolverError(f"solver 'fem' runs on the CPU only; device={device!r} is not available")
         strict = bool(options.get("strict", False))
         progress = bool(options.get("progress", False))
+        if "reinit_distance" in options:
+            state = replace(state, extras={**state.extras, "reinit_distance": options["reinit_distance"]})
         t0 = _time.perf_counter()
         if solution == STRESSBALANCE:
             result = self._stressbalance(state, strict)

@@ -17,8 +17,8 @@ to ``t + dt`` (:class:`TransientRun`):
    and thickness extrapolated into the ice-free area (output ``Vx``/``Vy`` are the extrapolated ones,
    ``Vel`` the provider's, as ISSM archives them);
 4. mass transport ``dH/dt + div(H u) = m_s - m_b`` and the hydrostatic geometry update
-   (:func:`mass_transport_step`); with a moving front, vertices of no ice element get
-   ``md.masstransport.min_thickness`` before the update;
+   (:func:`mass_transport_step`); vertices of no ice element get ``md.masstransport.min_thickness``
+   before the update (ISSM's inactive nodes);
 5. grounding-line migration (:func:`migration_step`);
 6. outputs (:func:`assemble_outputs`) every ``md.settings.output_frequency`` steps, at the first and at
    the last step (:func:`transient_schedule`); flux gates (``MassFlux<N>``) use the thickness at the end of
@@ -145,6 +145,7 @@ class TransientFields:
     vx: np.ndarray
     vy: np.ndarray
     ice_elements: np.ndarray  #: (ne,) bool
+    spclevelset: np.ndarray | None = None  #: dynamic level-set constraints (None: as the state gives them)
 
     @classmethod
     def initial(cls, state: ModelState, elements: np.ndarray) -> TransientFields:
@@ -211,9 +212,10 @@ def front_step(state: ModelState, pmesh: P1Mesh, fields: TransientFields, *, tim
     extrapolated into the ice-free area. Raises :class:`SolverDivergedError` from the level-set solve."""
     f = fields
     fu = advance_front(state, pmesh, ice_levelset=f.ice_levelset, vx=f.vx, vy=f.vy, thickness=f.thickness,
-                       base=f.base, bed=f.bed, ocean_levelset=f.ocean_levelset, dt=dt, step=step, time=time)
+                       base=f.base, bed=f.bed, ocean_levelset=f.ocean_levelset, dt=dt, step=step, time=time,
+                       spclevelset=f.spclevelset)
     new = replace(f, ice_levelset=fu.ice_levelset, thickness=fu.thickness, vx=fu.vx, vy=fu.vy,
-                  ice_elements=masks.ice_elements(pmesh.elements, fu.ice_levelset))
+                  ice_elements=masks.ice_elements(pmesh.elements, fu.ice_levelset), spclevelset=fu.spclevelset)
     return new, fu
 
 
@@ -222,8 +224,8 @@ def mass_transport_step(state: ModelState, pmesh: P1Mesh, fields: TransientField
     """Mass transport over ``dt`` with the fields' velocity, then the hydrostatic geometry update.
 
     Implicit Euler, P1 (:func:`~issm_emulator.physics.masstransport.solve_thickness`) on the ice elements,
-    ``md.masstransport.spcthickness`` at ``time`` imposed; with a moving front, vertices of no ice element
-    get ``min_thickness``; base and surface from
+    ``md.masstransport.spcthickness`` at ``time`` imposed; vertices of no ice element get
+    ``min_thickness`` (with or without a moving front, as ISSM); base and surface from
     :func:`~issm_emulator.physics.masstransport.update_geometry`. Raises :class:`SolverDivergedError`
     when the sparse solve fails.
     """
@@ -238,9 +240,9 @@ def mass_transport_step(state: ModelState, pmesh: P1Mesh, fields: TransientField
         grounded_fraction=masks.grounded_portion(e, f.ocean_levelset), ice_elements=f.ice_elements,
         spcthickness=spc, min_thickness=mt.min_thickness, stabilization=mt.stabilization,
         melt_interpolation=state.groundingline.melt_interpolation)
-    H = mres.thickness
-    if state.transient.ismovingfront:  # vertices of no ice element: masstransport.min_thickness
-        H = ice_free_thickness(H, f.ice_levelset, e, mt.min_thickness)
+    # vertices of no ice element (inactive nodes: ISSM's solution is 0 there, then floored) get
+    # masstransport.min_thickness, with or without a moving front (#15 item 8)
+    H = ice_free_thickness(mres.thickness, f.ice_levelset, e, mt.min_thickness)
     b, s = masstransport.update_geometry(
         H, base=f.base, surface=f.surface, ocean_levelset=f.ocean_levelset, rho_ice=mat.rho_ice,
         rho_water=mat.rho_water, sealevel=state.sealevel, bed=f.bed,
@@ -301,13 +303,15 @@ class RequestedOutputs:
     scale_factor : ``md.mesh.scale_factor`` or None
     """
 
-    def __init__(self, state: ModelState, pmesh: P1Mesh, solver_name: str, solution: str = TRANSIENT):
+    def __init__(self, state: ModelState, pmesh: P1Mesh, solver_name: str, solution: str = TRANSIENT,
+                 extra_outputs: Sequence[str] = ()):
         self.state = state
         self.pmesh = pmesh
         self.solver_name = solver_name
         self.requested = [n for n in state.requested_outputs if n != "default"]
         self.want_stress = any(n in STRESS_OUTPUTS for n in self.requested)
         self.scale_factor = state.extras.get("scale_factor")
+        self.front_fluxes: list[str] = []
         if solution == STRESSBALANCE:
             self.scalars: list[str] = []
             return  # the stress balance warns once its output step is known
@@ -321,9 +325,10 @@ class RequestedOutputs:
         self.scalars = scalars
         gates = state.extras.get("mass_flux_gates", {})
         moving = bool(state.transient.ismovingfront)
-        known = set(scalars) | set(VECTOR_OUTPUTS) | set(STRESS_OUTPUTS) | set(gates)
+        known = set(scalars) | set(VECTOR_OUTPUTS) | set(STRESS_OUTPUTS) | set(gates) | set(extra_outputs)
+        self.front_fluxes = [n for n in self.requested if n in diagnostics.FRONT_FLUX_OUTPUTS] if moving else []
         if moving:
-            known |= set(FRONT_OUTPUTS)
+            known |= set(FRONT_OUTPUTS) | set(diagnostics.FRONT_FLUX_OUTPUTS)
         _warn_skipped(solver_name, [n for n in self.requested if n not in known and not n.endswith("Scaled")])
 
     def stresses(self, vx: np.ndarray, vy: np.ndarray) -> dict[str, np.ndarray]:
@@ -361,7 +366,8 @@ def assemble_outputs(outputs: RequestedOutputs, out: dict[str, Any], fields: Tra
             floating_elements=masks.floating_elements(e, f.ocean_levelset, st.groundingline.migration),
             ice_elements=f.ice_elements, smb=forcing.smb, groundedice_melt=forcing.groundedice_melt,
             floatingice_melt=forcing.floatingice_melt, rho_ice=st.materials.rho_ice,
-            rho_water=st.materials.rho_water, scale_factor=outputs.scale_factor)
+            rho_water=st.materials.rho_water, scale_factor=outputs.scale_factor,
+            ice_levelset=f.ice_levelset, ocean_levelset=f.ocean_levelset)
         for name in outputs.scalars:
             out[name] = diagnostics.compute(name, outputs.pmesh, d)
     out.update(outputs.fluxes(f.thickness, f.vx, f.vy))
@@ -437,14 +443,14 @@ class TransientRun:
 
     def __init__(self, state: ModelState, pmesh: P1Mesh, *, solver_name: str, member: int | None = None,
                  error: type[SolverDivergedError] = SolverDivergedError,
-                 velocity_timing: str = "stressbalance"):
+                 velocity_timing: str = "stressbalance", extra_outputs: Sequence[str] = ()):
         self.state = state
         self.pmesh = pmesh
         self.solver_name = solver_name
         self.member = member
         self.error = error
         self.schedule = transient_schedule(state)
-        self.outputs = RequestedOutputs(state, pmesh, solver_name)
+        self.outputs = RequestedOutputs(state, pmesh, solver_name, extra_outputs=extra_outputs)
         self.fields = TransientFields.initial(state, pmesh.elements)
         self.steps: list[dict[str, Any]] = []
         self.iterations: list[int] = []
@@ -509,6 +515,7 @@ class TransientRun:
                        Pressure=st.materials.rho_ice * st.g * f.thickness,
                        StressbalanceConvergenceNumSteps=niter)
             out.update(self.outputs.stresses(vx, vy))
+            out.update(info.get("outputs", {}))  # outputs the provider computed (e.g. an error indicator)
             self.timings[self.velocity_timing] += velocity_seconds + _time.perf_counter() - c
         # 3. moving front: new ice level set; velocity and thickness extrapolated into the ice-free area
         if flags.ismovingfront:
@@ -554,6 +561,11 @@ class TransientRun:
         # 6. outputs
         if step.output:
             c = _time.perf_counter()
+            if flags.ismovingfront and self.outputs.front_fluxes:
+                # end-of-step thickness, extrapolated velocities, the step's calving-rate vectors (kg/s)
+                fl = diagnostics.front_fluxes(pm, f.ice_levelset, f.thickness, f.vx, f.vy, fu.calving_element_x,
+                                              fu.calving_element_y, st.materials.rho_ice)
+                out.update({n: fl[n] for n in self.outputs.front_fluxes})
             self.steps.append(assemble_outputs(self.outputs, out, f, forcing))
             self.timings["outputs"] += _time.perf_counter() - c
 
@@ -571,7 +583,7 @@ def run_transient_many(states: Sequence[ModelState], velocity: VelocityFunction 
                        pmesh: P1Mesh | None = None, solver_name: str,
                        error: type[SolverDivergedError] = SolverDivergedError,
                        velocity_timing: str = "stressbalance", progress: bool = False,
-                       desc: str | None = None) -> list[SolverResult]:
+                       desc: str | None = None, extra_outputs: Sequence[str] = ()) -> list[SolverResult]:
     """Transients of several models on one mesh, advanced in lockstep (see the module docstring).
 
     Parameters
@@ -584,6 +596,7 @@ def run_transient_many(states: Sequence[ModelState], velocity: VelocityFunction 
     error : exception class raised when a step diverges (a :class:`SolverDivergedError`)
     velocity_timing : key of the velocity's time in ``info['timings_s']``
     progress, desc : show a progress bar over the steps, with this description
+    extra_outputs : requested-output names the provider computes (passed in its info's ``'outputs'``)
 
     Returns
     -------
@@ -594,7 +607,8 @@ def run_transient_many(states: Sequence[ModelState], velocity: VelocityFunction 
     pmesh = P1Mesh.from_mesh(states[0].mesh) if pmesh is None else pmesh
     label = len(states) > 1
     runs = [TransientRun(st, pmesh, solver_name=solver_name, member=m if label else None, error=error,
-                         velocity_timing=velocity_timing) for m, st in enumerate(states)]
+                         velocity_timing=velocity_timing, extra_outputs=extra_outputs)
+            for m, st in enumerate(states)]
     total = max(r.nsteps for r in runs)
     bar = progress_bar(total, progress, desc or f"{solver_name} transient")
     for k in range(1, total + 1):

@@ -28,10 +28,10 @@ from pathlib import Path, PurePosixPath
 from issm_emulator._download import HashMismatch, cached_file, download, parse_registry, sha256_file
 from issm_emulator.errors import DataUnavailableError, SolverError
 
-__all__ = ["CACHE_ENV_VAR", "DEFAULT_BASE_URL", "SUFFIX", "URL_ENV_VAR", "UnknownWeightsError", "WeightsInfo",
-           "WeightsNotFoundError", "available", "available_names", "base_url", "bundled_dir", "cache_dir",
+__all__ = ["CACHE_ENV_VAR", "CorruptedWeightsError", "DEFAULT_BASE_URL", "SUFFIX", "URL_ENV_VAR",
+           "UnknownWeightsError", "WeightsInfo", "WeightsNotFoundError", "available", "available_names", "base_url", "bundled_dir", "cache_dir",
            "default_checkpoint", "fetch", "fetch_all", "has_default", "list_bundled", "registry",
-           "registry_file", "resolve"]
+           "registry_file", "resolve", "verify_bundled"]
 
 SUFFIX = ".pt"
 #: Environment variable naming the cache folder of downloaded weights.
@@ -142,6 +142,27 @@ def registry() -> dict[str, tuple[str, str]]:
     return reg
 
 
+class CorruptedWeightsError(DataUnavailableError):
+    """A bundled checkpoint does not have the sha256 the registry lists for it."""
+
+
+def verify_bundled(path: Path) -> Path:
+    """``path`` (a bundled checkpoint) after checking its sha256 against the registry entry of the same name,
+    when there is one (the published weights are bundled byte-identical to the registry's files).
+
+    Raises :class:`CorruptedWeightsError` naming the file on a mismatch.
+    """
+    entry = registry().get(path.stem)
+    if entry is not None:
+        expected = entry[0].split(":", 1)[1]
+        got = sha256_file(path)
+        if got != expected:
+            raise CorruptedWeightsError(
+                f"bundled weights {path} fail their hash check (sha256 {got}, registry {expected}): the "
+                "installed package is damaged; reinstall issm-emulator")
+    return path
+
+
 def _bare(name: str) -> str:
     text = os.fspath(name)
     return text.removesuffix(SUFFIX)
@@ -208,7 +229,7 @@ def fetch(name: str) -> Path:
     key = _bare(os.fspath(name))
     bundled = bundled_dir() / f"{key}{SUFFIX}"
     if key and "/" not in key and "\\" not in key and bundled.is_file():
-        return bundled
+        return verify_bundled(bundled)
     reg = registry()
     if key not in reg:
         raise _unknown(os.fspath(name))
@@ -292,7 +313,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if bare:
         for cand in (bundled_dir() / text, bundled_dir() / f"{text}{SUFFIX}"):
             if cand.is_file():
-                return cand
+                return verify_bundled(cand)
         if _bare(text) in registry():
             return fetch(text)
     names = ", ".join(available_names()) or "none"
@@ -324,7 +345,7 @@ def default_checkpoint(arch: str, mode: str = "step") -> Path:
     """
     found = _candidates(arch, mode)
     if len(found) == 1:
-        return found[0]
+        return verify_bundled(found[0])
     expected = bundled_dir() / f"{arch}-{mode}-<scenario>{SUFFIX}"
     if not found:
         downloadable = sorted(n for n in registry() if n.startswith(f"{arch}-{mode}-"))

@@ -9,7 +9,12 @@ A checkpoint (one ``torch.save`` file, readable with ``weights_only=True``) hold
 * ``manifest``: what the network expects (:func:`make_manifest`): feature names in order and their SI
   units, outputs, the training range of every forcing parameter, the mode (``'direct'`` or ``'step'``),
   the architecture and the package version;
-* ``extra``: free-form training information (epochs, losses, data set...).
+* ``extra``: free-form training information (epochs, losses, data set...);
+* ``content_sha256``: sha256 of everything above (:func:`content_sha256`), checked on every load: a
+  corrupted or edited file is refused with :class:`CheckpointCorruptedError` naming it.
+
+The manifest also carries the applicability ``domain`` (:mod:`issm_emulator.solvers.emulator.domain`) and
+the error indicator's ``indicator`` calibration when training recorded them.
 
 :func:`check_manifest` compares a manifest with what a caller can supply and refuses a mismatch with
 :class:`CheckpointMismatchError`; a forcing value outside its training range gives an
@@ -44,6 +49,29 @@ MODES = ("direct", "step")
 
 class CheckpointMismatchError(IssmEmulatorError, ValueError):
     """A checkpoint does not fit the model, data or mode it is applied to (or is not a checkpoint)."""
+
+
+class CheckpointCorruptedError(CheckpointMismatchError):
+    """A checkpoint file's content does not match its recorded hash (or carries none)."""
+
+
+_HASHED = ("format", "format_version", "model_config", "input_normalizer", "output_normalizer", "manifest",
+           "extra")
+
+
+def content_sha256(payload: Mapping[str, Any]) -> str:
+    """sha256 of a checkpoint payload: its tensors (name, dtype, shape, bytes, in name order) and the JSON
+    of its configuration, normalisers, manifest and extra (sorted keys). Independent of pickling details."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for name in sorted(payload["state_dict"]):
+        t = payload["state_dict"][name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(json.dumps({k: _plain(payload.get(k)) for k in _HASHED}, sort_keys=True, allow_nan=True).encode())
+    return h.hexdigest()
 
 
 def _plain(obj: Any) -> Any:
@@ -232,6 +260,7 @@ class Checkpoint:
     output_normalizer: Normalizer
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    content_sha256: str = ""
 
     @property
     def spec(self) -> FeatureSpec:
@@ -240,6 +269,16 @@ class Checkpoint:
     @property
     def mode(self) -> str:
         return str(self.manifest["mode"])
+
+    @property
+    def domain(self) -> dict[str, Any] | None:
+        """The applicability domain recorded at training time (None for older checkpoints)."""
+        return self.manifest.get("domain")
+
+    @property
+    def indicator(self) -> dict[str, Any] | None:
+        """The error indicator's calibration (None when not calibrated)."""
+        return self.manifest.get("indicator")
 
     def check(self, features: FeatureSpec | Iterable[str], forcing: Mapping[str, Any] | None = None, *,
               mode: str | None = None, arch: str | None = None) -> None:
@@ -294,6 +333,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: Mapping
         "manifest": manifest,
         "extra": _plain(dict(extra or {})),
     }
+    payload["content_sha256"] = content_sha256(payload)
     atomic_torch_save(payload, path)
     return path
 
@@ -338,6 +378,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
     if int(payload.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointMismatchError(f"{path} has checkpoint format {payload.get('format_version')}, this "
                                       f"issm-emulator {__version__} reads up to {FORMAT_VERSION}")
+    try:
+        digest = content_sha256(payload)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise CheckpointCorruptedError(f"{path}: the checkpoint is incomplete or damaged ({err})") from err
+    recorded = payload.get("content_sha256")
+    if recorded is None:
+        raise CheckpointCorruptedError(f"{path}: the checkpoint carries no content hash (written by an older "
+                                       "issm-emulator); re-save it with `issm-emulator domain` or retrain it")
+    if recorded != digest:
+        raise CheckpointCorruptedError(f"{path}: the checkpoint's content does not match its recorded hash "
+                                       f"(sha256 {digest[:16]}..., recorded {str(recorded)[:16]}...): the file is "
+                                       "corrupted or was edited; fetch or train it again")
     config, manifest = dict(payload["model_config"]), dict(payload["manifest"])
     _validate(config, manifest, payload["input_normalizer"], payload["output_normalizer"])
     state_dtype = next((v.dtype for v in payload["state_dict"].values() if v.is_floating_point()), None)
@@ -355,4 +407,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
     return Checkpoint(model=model, config=config, manifest=manifest,
                       input_normalizer=Normalizer.from_dict(payload["input_normalizer"]),
                       output_normalizer=Normalizer.from_dict(payload["output_normalizer"]),
-                      extra=dict(payload.get("extra", {})), path=path)
+                      extra=dict(payload.get("extra", {})), path=path, content_sha256=digest)
+
+
+def update_manifest(path: str | os.PathLike, updates: Mapping[str, Any], *, out: str | os.PathLike | None = None,
+                    allow_unsealed: bool = False) -> Path:
+    """Rewrite a checkpoint with manifest entries added or replaced (e.g. ``domain``, ``indicator``) and its
+    content hash recomputed; written atomically to ``out`` (default in place).
+
+    The file must pass its hash check first; ``allow_unsealed`` also accepts a file written before hashes
+    were recorded (it is sealed on the way). Returns the path written.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - pickle errors, truncated files, foreign formats
+        raise CheckpointMismatchError(f"{path} is not a readable issm-emulator checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointMismatchError(f"{path} is not an issm-emulator checkpoint (no {FORMAT!r} marker)")
+    recorded = payload.get("content_sha256")
+    if not (recorded is None and allow_unsealed) and recorded != content_sha256(payload):
+        raise CheckpointCorruptedError(f"{path}: the checkpoint's content does not match its recorded hash; "
+                                       "refusing to rewrite it")
+    payload["manifest"] = {**dict(payload["manifest"]), **_plain(dict(updates))}
+    payload["content_sha256"] = content_sha256(payload)
+    return atomic_torch_save(payload, Path(out) if out is not None else path)

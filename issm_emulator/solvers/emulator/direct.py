@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from issm_emulator.physics.levelset import ice_free_thickness
 from issm_emulator.progress import progress_bar
 from issm_emulator.solvers.base import TRANSIENT, SolverResult, vel
 from issm_emulator.solvers.emulator.checkpoint import Checkpoint
+from issm_emulator.solvers.emulator.indicator import INDICATOR_OUTPUTS, Indicator
 from issm_emulator.solvers.emulator.inputs import check_state, impose_dirichlet
 from issm_emulator.solvers.emulator.network import (
     FORWARD_PASSES_PER_SOLVE,
@@ -39,7 +40,7 @@ from issm_emulator.solvers.transient import (
     migration_step,
     transient_schedule,
 )
-from issm_emulator.state import ModelState
+from issm_emulator.state import Geometry, Masks, ModelState
 
 __all__ = ["direct_transient_many", "rollout_direct"]
 
@@ -130,8 +131,9 @@ def rollout_direct(checkpoint: Checkpoint | str | os.PathLike, state: ModelState
 
 
 def _direct_step(state: ModelState, outputs: RequestedOutputs, k: int, t: float, pred: dict[str, np.ndarray],
-                 label: int | None) -> dict[str, Any]:
-    """One output step of the direct mode from the network's prediction at ``t``."""
+                 label: int | None, indicator: Indicator | None = None) -> tuple[dict[str, Any], dict | None]:
+    """One output step of the direct mode from the network's prediction at ``t``, and the step's error
+    indicator (:meth:`Indicator.evaluate`; None when ``indicator`` is not active)."""
     flags = state.transient
     mat = state.materials
     mt = state.masstransport
@@ -175,19 +177,72 @@ def _direct_step(state: ModelState, outputs: RequestedOutputs, k: int, t: float,
     fmb = melt.floating_melt_rate(state, t, base=f.base, bed=f.bed) if has_floating_melt(state) \
         else np.zeros_like(f.thickness)
     forcing = StepForcing(smb=smb, floatingice_melt=fmb, groundedice_melt=melt.grounded_melt_rate(state, t))
-    return assemble_outputs(outputs, out, f, forcing)
+    ev = None
+    if indicator is not None and indicator.active and flags.isstressbalance:
+        geo = {"thickness": f.thickness, "surface": f.surface, "base": f.base,
+               "ocean_levelset": f.ocean_levelset, "ice_levelset": f.ice_levelset}
+        ev = indicator.evaluate(state, outputs.pmesh, geo, f.vx, f.vy)
+        out.update(indicator.outputs(ev, state.yts))
+    return assemble_outputs(outputs, out, f, forcing), ev
+
+
+def _restart_state(state: ModelState, step: dict[str, Any] | None) -> ModelState:
+    """``state`` restarted from an output step of the direct mode (its fields, its time; from the initial
+    state for ``None``), without the indicator's requested outputs (``fem`` does not compute them)."""
+    state = state.replace(requested_outputs=tuple(n for n in state.requested_outputs if n not in INDICATOR_OUTPUTS))
+    if step is None:
+        return state
+    g = state.geometry
+    get = lambda name, default: np.asarray(step.get(name, default), float)  # noqa: E731
+    geometry = Geometry(thickness=get("Thickness", g.thickness), surface=get("Surface", g.surface),
+                        base=get("Base", g.base), bed=np.asarray(g.bed, float))
+    masks_ = Masks(ocean_levelset=get("MaskOceanLevelset", state.masks.ocean_levelset),
+                   ice_levelset=get("MaskIceLevelset", state.masks.ice_levelset))
+    ts = replace(state.timestepping, start_time=float(step["time"]))
+    return state.replace(geometry=geometry, masks=masks_, vx=get("Vx", state.vx), vy=get("Vy", state.vy),
+                         timestepping=ts)
+
+
+def _fem_fallback(state: ModelState, steps: list[dict[str, Any]], residuals: list[dict | None],
+                  indicator: Indicator) -> tuple[list[dict[str, Any]], int]:
+    """Replace the output steps from the first one whose indicator exceeds the tolerance by a ``fem`` run
+    restarted from the last accepted output whose step number is a multiple of the output frequency (or
+    from the initial state). Returns the steps and the number of time steps ``fem`` solved."""
+    bad = next((i for i, r in enumerate(residuals) if indicator.exceeds(r)), None)
+    if bad is None:
+        return steps, 0
+    from issm_emulator.solvers.fem import FEMSolver
+
+    freq = max(int(state.output_frequency), 1)
+    keep = [i for i in range(bad) if int(steps[i]["step"]) % freq == 0]
+    start = keep[-1] if keep else None
+    k0 = int(steps[start]["step"]) if start is not None else 0
+    wanted = {int(s["step"]) for s in steps}
+    fem = FEMSolver().solve(_restart_state(state, steps[start] if start is not None else None), TRANSIENT)
+    redone = []
+    for s in fem.steps:
+        k = k0 + int(s["step"])
+        if k in wanted:
+            redone.append({**s, "step": k})
+    indicator.fallback_steps += int(fem.info.get("nsteps", len(fem.steps)))
+    return steps[:(start + 1 if start is not None else 0)] + redone, int(fem.info.get("nsteps", 0))
 
 
 def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], *,
                           device: Any = "cpu", batch_size: int | None = None, arch: str | None = None,
                           progress: bool = False, solver_name: str = "emulator", threads: int | None = None,
-                          compile: bool | None = None) -> list[SolverResult]:
+                          compile: bool | None = None, fallback: str | None = None,
+                          fallback_tol: float = 0.0) -> list[SolverResult]:
     """Direct-mode transients: the fem solver's output steps, each predicted from the initial state.
 
     Only output steps are evaluated (every ``output_frequency`` steps, the first and the last, at the fem
     solver's step times). Thickness is floored at ``min_thickness`` and ``spcthickness`` imposed; base and
     surface follow from flotation (:func:`~issm_emulator.physics.masstransport.update_geometry` from the
     initial geometry) and grounding-line migration. Returns one :class:`SolverResult` per state.
+
+    With ``fallback='fem'``, the output steps from the first one whose error indicator exceeds
+    ``fallback_tol`` on are recomputed by ``fem``, restarted from the last accepted output on the output
+    grid (``info['fallback_steps']`` counts the time steps ``fem`` solved).
     """
     if not states:
         return []
@@ -202,18 +257,26 @@ def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Se
         chosen = [(s.step, s.time) for s in schedule if s.output]
         check_state(ckpt, st, "direct", arch=arch, times=[t for _, t in chosen] or None)
         items.extend(_DirectItem(m, k, t) for k, t in chosen)
-        outputs.append(RequestedOutputs(st, net.pmesh, solver_name))
+        outputs.append(RequestedOutputs(st, net.pmesh, solver_name, extra_outputs=INDICATOR_OUTPUTS))
     bar = progress_bar(len(items), progress, f"{solver_name} direct rollout")
     preds = _direct_predict(net, states, items, on_done=bar.update)
     bar.close()
+    indicators = [Indicator(st.requested_outputs, ckpt.indicator, fallback=fallback, tol=fallback_tol)
+                  for st in states]
     per_member: list[list[dict[str, Any]]] = [[] for _ in states]
+    residuals: list[list[dict | None]] = [[] for _ in states]
     for it, p in zip(items, preds):
         st = states[it.member]
-        per_member[it.member].append(_direct_step(st, outputs[it.member], it.k, it.t, p,
-                                                  member_label(len(states), it.member)))
+        step, res = _direct_step(st, outputs[it.member], it.k, it.t, p, member_label(len(states), it.member),
+                                 indicators[it.member])
+        per_member[it.member].append(step)
+        residuals[it.member].append(res)
     results = []
     for m in range(len(states)):
-        info = {"mode": "direct", "nsteps": nsteps[m], "outputs": len(per_member[m]), **net.runtime_info(),
-                "ensemble_size": len(states)}
-        results.append(SolverResult(TRANSIENT, per_member[m], info))
+        steps = per_member[m]
+        if fallback is not None:
+            steps, _ = _fem_fallback(states[m], steps, residuals[m], indicators[m])
+        info = {"mode": "direct", "nsteps": nsteps[m], "outputs": len(steps), **net.runtime_info(),
+                "ensemble_size": len(states), "fallback_steps": indicators[m].fallback_steps}
+        results.append(SolverResult(TRANSIENT, steps, info))
     return results

@@ -13,7 +13,10 @@
 loaded :class:`~issm_emulator.solvers.emulator.checkpoint.Checkpoint`; by default the bundled
 ``weights/<arch>-<mode>-<scenario>.pt``. The checkpoint's manifest is checked against the model: a missing
 input refuses the solve, a forcing parameter outside the training range warns
-(:class:`~issm_emulator.errors.ExtrapolationWarning`).
+(:class:`~issm_emulator.errors.ExtrapolationWarning`). Before any forward pass the model is checked against
+the checkpoint's applicability domain (:mod:`issm_emulator.solvers.emulator.domain`): another glacier,
+resolution, time step or physics refuses with :class:`~issm_emulator.errors.OutOfDomainError` unless
+``allow_extrapolation=True``.
 
 Nothing here imports torch until a solve runs, so listing the solvers stays cheap.
 """
@@ -32,6 +35,8 @@ from issm_emulator.solvers.base import STRESSBALANCE, TRANSIENT, Solver, SolverR
 from issm_emulator.state import ModelState
 
 MODES = ("step", "direct")
+#: default ``fallback_tol``: estimated RMS velocity error (m/yr) above which a step falls back to fem
+DEFAULT_FALLBACK_TOL = 100.0
 
 
 class EmulatorSolver(Solver):
@@ -53,13 +58,23 @@ class EmulatorSolver(Solver):
         default False (``ISSM_EMULATOR_COMPILE=1``).
     progress : bool, default False
         Show a progress bar.
+    allow_extrapolation : bool, default False
+        Run outside the checkpoint's applicability domain, with an
+        :class:`~issm_emulator.errors.ExtrapolationWarning` per violation instead of a refusal.
+    fallback : ``'fem'`` or None (default)
+        Re-solve with ``fem`` the steps whose error indicator (the estimated RMS velocity error of the
+        emulated velocity, :mod:`~issm_emulator.solvers.emulator.indicator`) exceeds ``fallback_tol``.
+    fallback_tol : float, default 100
+        The estimated velocity error (m/yr) above which a step falls back (0: every step; the result is then
+        ``fem``'s).
     """
 
     arch: ClassVar[str] = ""
     version: ClassVar[str] = "0.1"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     solutions: ClassVar[tuple[str, ...]] = (TRANSIENT, STRESSBALANCE)
-    _OPTIONS: ClassVar[tuple[str, ...]] = ("mode", "checkpoint", "batch_size", "threads", "compile", "progress")
+    _OPTIONS: ClassVar[tuple[str, ...]] = ("mode", "checkpoint", "batch_size", "threads", "compile", "progress",
+                                           "allow_extrapolation", "fallback", "fallback_tol")
 
     def __init__(self) -> None:
         if not self.arch:
@@ -88,6 +103,17 @@ class EmulatorSolver(Solver):
         if "progress" in options and not isinstance(options["progress"], bool):
             raise TypeError(f"solver {self.name!r} option 'progress' must be a bool, got "
                             f"{type(options['progress']).__name__}")
+        for flag in ("allow_extrapolation",):
+            if flag in options and not isinstance(options[flag], bool):
+                raise TypeError(f"solver {self.name!r} option {flag!r} must be a bool, got "
+                                f"{type(options[flag]).__name__}")
+        if options.get("fallback") not in (None, "fem"):
+            raise UnsupportedOptionError(f"solver {self.name!r}: fallback={options['fallback']!r}; expected 'fem' "
+                                         "or None")
+        tol = options.get("fallback_tol", DEFAULT_FALLBACK_TOL)
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+            raise UnsupportedOptionError(f"solver {self.name!r}: fallback_tol={tol!r}; expected a number >= 0 "
+                                         "(an estimated velocity error in m/yr)")
         ck = options.get("checkpoint")
         if ck is not None and not isinstance(ck, (str, os.PathLike)):
             from issm_emulator.solvers.emulator.checkpoint import Checkpoint
@@ -148,22 +174,49 @@ class EmulatorSolver(Solver):
         dev = torch_device(device)
         t0 = _time.perf_counter()
         ckpt = self.load(mode, options.get("checkpoint"), dev)
+        violations = self.check_domain(ckpt, states, solution, mode,
+                                       allow_extrapolation=bool(options.get("allow_extrapolation", False)))
         kw: dict[str, Any] = {"device": dev, "batch_size": options.get("batch_size"), "arch": self.arch,
                               "solver_name": self.name, "threads": options.get("threads"),
                               "compile": options.get("compile")}
+        fb = {"fallback": options.get("fallback"),
+              "fallback_tol": float(options.get("fallback_tol", DEFAULT_FALLBACK_TOL))}
         if solution == STRESSBALANCE:
             results = stressbalance_many(ckpt, list(states), **kw)
         elif mode == "step":
-            results = rollout_step_many(ckpt, list(states), progress=bool(options.get("progress")), **kw)
+            results = rollout_step_many(ckpt, list(states), progress=bool(options.get("progress")), **kw, **fb)
         else:
-            results = direct_transient_many(ckpt, list(states), progress=bool(options.get("progress")),
-                                                    **kw)
+            results = direct_transient_many(ckpt, list(states), progress=bool(options.get("progress")), **kw,
+                                            **fb)
         wall = _time.perf_counter() - t0
         source = str(ckpt.path) if ckpt.path is not None else "in-memory checkpoint"
-        for r in results:
+        name = ckpt.path.stem if ckpt.path is not None else "in-memory checkpoint"
+        for r, v in zip(results, violations):
             r.info.update(solver=self.name, version=self.version, arch=self.arch, checkpoint=source,
-                          torch_device=str(dev), wall_time_s=wall)
+                          checkpoint_name=name, checkpoint_sha256=ckpt.content_sha256, torch_device=str(dev),
+                          wall_time_s=wall, domain_violations=[str(x) for x in v],
+                          fallback_steps=int(r.info.get("fallback_steps", 0)))
         return results
+
+    def check_domain(self, ckpt: Any, states: Sequence[ModelState], solution: str, mode: str, *,
+                     allow_extrapolation: bool = False) -> list[list[Any]]:
+        """Check every state against the checkpoint's applicability domain (refuse or warn, see
+        :func:`~issm_emulator.solvers.emulator.domain.enforce`); the violations of each state."""
+        from issm_emulator.solvers.emulator.domain import check_domain, enforce
+        from issm_emulator.solvers.transient import transient_schedule
+
+        out = []
+        for st in states:
+            times = None
+            if solution == TRANSIENT and mode == "direct":
+                times = [s.time for s in transient_schedule(st) if s.output]
+            v = check_domain(ckpt.domain, st, mode=mode, times=times)
+            if solution == STRESSBALANCE:  # one velocity: the time step and span do not apply
+                v = [x for x in v if not x.what.startswith("time")]
+            who = f"solver {self.name!r} with checkpoint {ckpt.path.name if ckpt.path is not None else '(in memory)'}"
+            enforce(v, allow_extrapolation=allow_extrapolation, who=who)
+            out.append(v)
+        return out
 
 
 class EGCNSolver(EmulatorSolver):

@@ -25,6 +25,7 @@ from issm_emulator.errors import EmulatorDivergedError
 from issm_emulator.physics import melt
 from issm_emulator.solvers.base import STRESSBALANCE, SolverResult
 from issm_emulator.solvers.emulator.checkpoint import Checkpoint
+from issm_emulator.solvers.emulator.indicator import INDICATOR_OUTPUTS, Indicator
 from issm_emulator.solvers.emulator.inputs import check_state, impose_dirichlet
 from issm_emulator.solvers.emulator.network import (
     FORWARD_PASSES_PER_SOLVE,
@@ -78,10 +79,13 @@ def limit_speed(vx: np.ndarray, vy: np.ndarray, vmax: float) -> tuple[np.ndarray
 
 
 class NetworkVelocity:
-    """The step mode's velocity provider: one batched forward pass over the requests of a step."""
+    """The step mode's velocity provider: one batched forward pass over the requests of a step; with an
+    active :class:`~issm_emulator.solvers.emulator.indicator.Indicator`, each velocity's SSA residual is
+    evaluated (and reported), and steps above the fallback tolerance are re-solved by ``fem``'s SSA."""
 
-    def __init__(self, net: BoundNetwork):
+    def __init__(self, net: BoundNetwork, indicator: Indicator | None = None):
         self.net = net
+        self.indicator = indicator
         scale = np.asarray(net.ckpt.output_normalizer.to_dict()["vector_scale"], float)
         self.vmax = SPEED_LIMIT_RMS * float(scale[0]) if scale.size and scale[0] > 0 else np.inf
         self.limited = 0
@@ -101,7 +105,17 @@ class NetworkVelocity:
             vx, vy, n = limit_speed(pred["vx"], pred["vy"], self.vmax)
             self.limited += n
             vx, vy = impose_dirichlet(r.state, vx, vy)
-            out.append((vx, vy, {"niter": FORWARD_PASSES_PER_SOLVE, "speed_limited": n}))
+            info: dict[str, Any] = {"niter": FORWARD_PASSES_PER_SOLVE, "speed_limited": n}
+            ind = self.indicator
+            if ind is not None and ind.active:
+                g = r.geometry
+                geo = {"thickness": g.thickness, "surface": g.surface, "base": g.base,
+                       "ocean_levelset": g.ocean_levelset, "ice_levelset": g.ice_levelset}
+                ev = ind.evaluate(r.state, net.pmesh, geo, vx, vy)
+                info["outputs"] = ind.outputs(ev, r.state.yts)
+                if ind.exceeds(ev):
+                    vx, vy, info["niter"], info["residual"] = ind.resolve(r.state, net.pmesh, geo, vx, vy)
+            out.append((vx, vy, info))
         return out
 
     def __call__(self, state: ModelState, geometry: StepGeometry, vx_prev: np.ndarray, vy_prev: np.ndarray,
@@ -112,7 +126,8 @@ class NetworkVelocity:
 def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], *,
                       device: Any = "cpu", batch_size: int | None = None, arch: str | None = None,
                       progress: bool = False, solver_name: str = "emulator", threads: int | None = None,
-                      compile: bool | None = None) -> list[SolverResult]:
+                      compile: bool | None = None, fallback: str | None = None,
+                      fallback_tol: float = 0.0) -> list[SolverResult]:
     """Step-mode transients of several models on one mesh, advanced together (see the module docstring).
 
     Parameters
@@ -126,6 +141,8 @@ def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequen
     arch : when given, the checkpoint's architecture must be this one
     progress : show a progress bar over the steps
     solver_name : name used in warnings and in the result's ``info``
+    fallback, fallback_tol : ``'fem'``: re-solve with ``fem``'s SSA (from the emulated velocity) every step
+        whose error indicator exceeds ``fallback_tol`` (:mod:`~issm_emulator.solvers.emulator.indicator`)
 
     Returns
     -------
@@ -142,10 +159,11 @@ def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequen
         return []
     policy = RuntimePolicy(batch_size=batch_size, threads=threads, compile=compile)
     net = _step_network(checkpoint, states, device, policy, arch)
-    provider = NetworkVelocity(net)
+    indicator = Indicator(states[0].requested_outputs, net.ckpt.indicator, fallback=fallback, tol=fallback_tol)
+    provider = NetworkVelocity(net, indicator)
     runs = run_transient_many(states, provider, pmesh=net.pmesh, solver_name=solver_name,
                               error=EmulatorDivergedError, velocity_timing="network", progress=progress,
-                              desc=f"{solver_name} step rollout")
+                              desc=f"{solver_name} step rollout", extra_outputs=INDICATOR_OUTPUTS)
     if provider.limited:
         warnings.warn(f"{solver_name}: the network's speed exceeded {SPEED_LIMIT_RMS:g} x the training RMS speed "
                       f"({provider.vmax * states[0].yts:.0f} m/yr) at {provider.limited} vertex-steps and was "
@@ -154,7 +172,7 @@ def rollout_step_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequen
     for r in runs:
         r.info = {"mode": "step", "nsteps": r.info["nsteps"], **net.runtime_info(),
                   "ensemble_size": len(states), "timings_s": r.info["timings_s"],
-                  "speed_limited": provider.limited}
+                  "speed_limited": provider.limited, "fallback_steps": indicator.fallback_steps}
     return runs
 
 
