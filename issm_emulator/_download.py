@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from ._files import apply_user_mode
+
 __all__ = ["HashMismatch", "download", "parse_registry", "sha256_file"]
 
 _HEX64 = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -97,4 +99,5 @@ def download(url: str, digest: str, dest: Path) -> Path:
         if "hash" in str(exc).lower():
             raise HashMismatch(str(exc)) from exc
         raise
+    apply_user_mode(got)  # pooch's temporary file is 0600: the user's normal permissions instead
     return Path(got)

@@ -187,6 +187,15 @@ def _split_gates(md: Any) -> tuple[Any, list[Any] | None]:
 
 
 def _pyissm_consistency(md: Any, solution: str) -> None:
+    """:func:`_pyissm_check` with every pint quantity of ``md`` in ISSM's unit for its duration (pyISSM's
+    check strips units; ``md`` gets its own objects back afterwards)."""
+    from issm_emulator.issm.fields import quantities_converted
+
+    with quantities_converted(md):
+        _pyissm_check(md, solution)
+
+
+def _pyissm_check(md: Any, solution: str) -> None:
     """Run pyISSM's ``is_model_self_consistent`` for ``solution`` and leave ``md.private`` as it was.
 
     Only for pyISSM models (objects with ``model_class_names`` and ``check_message``); pyISSM's messages,

@@ -9,9 +9,11 @@ one).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import traceback
 import warnings
 from typing import Any
 
@@ -44,10 +46,73 @@ def configure_logging(verbosity: int) -> None:
         logger.addHandler(handler)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_OS_PROBLEMS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied (is the folder read-only?)",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "no such file or directory",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.ENOTDIR: "not a folder",
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the problem of an exception that reached the command line."""
+    if isinstance(exc, IssmEmulatorError):
+        return _one_line(str(exc))
+    if isinstance(exc, OSError):
+        where = " ".join(f"'{f}'" for f in (exc.filename, exc.filename2) if f is not None)
+        if isinstance(exc.errno, int) and exc.errno < 0:  # the NetCDF library's own error numbers
+            return _one_line(f"{where or 'a file'}: cannot be read as NetCDF ({exc.strerror}): truncated, "
+                             "damaged or not a NetCDF file")
+        problem = _OS_PROBLEMS.get(exc.errno) if exc.errno is not None else None
+        if problem is None:
+            problem = exc.strerror or str(exc) or type(exc).__name__
+        return _one_line(f"{problem}: {where}" if where else problem)
+    text = str(exc)
+    if "NetCDF: " in text:
+        return _one_line(f"{text} (a truncated or damaged NetCDF file?)")
+    if isinstance(exc, (RuntimeError, ValueError)) and text:
+        return _one_line(text)
+    return _one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+class _Main(click.Group):
+    """The main group: an error escaping any command is printed as one line (``Error: ...``, exit status
+    1) naming the problem; ``--debug`` (or ``ISSM_EMULATOR_DEBUG=1``) prints the traceback instead."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            cause = exc.__cause__ or exc.__context__
+            if debug and cause is not None:
+                traceback.print_exception(type(cause), cause, cause.__traceback__)
+            if type(exc) is click.ClickException:  # a command's own message: one line too
+                exc.message = _one_line(exc.message)
+            raise
+        except (click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # the one top-level handler of the command line
+            if debug:
+                raise
+            hint = "" if isinstance(exc, IssmEmulatorError) else " (--debug shows the traceback)"
+            raise click.ClickException(describe_error(exc) + hint) from exc
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="issm-emulator")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: information, -vv: debugging detail).")
-def main(verbose: int = 0) -> None:
+@click.option("--debug", is_flag=True, envvar="ISSM_EMULATOR_DEBUG",
+              help="Show the full traceback of an error (default: one line naming the problem).")
+def main(verbose: int = 0, debug: bool = False) -> None:
     """issm-emulator: a GNN surrogate and a reference finite-element solver for ISSM models."""
     configure_logging(verbose)
 
@@ -242,10 +307,6 @@ def demo_command(years: float, resolution: float, out_dir: str, checkpoint: str 
         raise click.ClickException(str(exc)) from exc
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # Commands defined next to the code they drive.
 from issm_emulator.datasets.cli import generate, info  # noqa: E402
 
@@ -264,3 +325,6 @@ from issm_emulator.solvers.emulator.cli import checkpoints_command, domain_comma
 main.add_command(checkpoints_command)
 main.add_command(register_command)
 main.add_command(domain_command)
+
+if __name__ == "__main__":  # pragma: no cover - after every command is attached
+    main()

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from ._download import cached_file
+from ._files import apply_user_mode
 from ._download import sha256_file as _sha256
 from .errors import DataUnavailableError
 
@@ -134,6 +135,7 @@ def fetch(name: str) -> Path:
             f"{url} ({type(exc).__name__}: {exc}). Connect to the internet once, or set the environment "
             f"variable {ENV_VAR} to a folder that already holds it (layout: Pig.arch, exp/Square.exp, "
             f"archives/Archive101.arch, ...).") from exc
+    apply_user_mode(fetched)  # pooch's temporary file is 0600: the user's normal permissions instead
     return Path(fetched)
 
 

@@ -85,6 +85,15 @@ class OutOfDomainError(SolverError, ValueError):
         super().__init__(message)
 
 
+class DataFileError(IssmEmulatorError, ValueError):
+    """A data file cannot be used: truncated, damaged or not in the expected format. ``path`` is the file;
+    the message starts with it."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
 class ExtrapolationWarning(UserWarning):
     """A model or forcing value lies outside the range an emulator was trained on."""
 

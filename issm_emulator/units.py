@@ -16,6 +16,9 @@ Conventions
 
 :data:`CF_UNITS` is the single source of truth for the units of ISSM's outputs (results and xarray
 export); :func:`SI_TO_ISSM_FACTOR` gives the factor from the solver's SI value to that unit.
+:data:`MD_UNITS` is its counterpart for the inputs: ISSM's unit of every ``md`` field that issm-emulator
+reads, used to convert a pint quantity assigned to a field (``md.timestepping.time_step = Q_(1, 'month')``)
+or to refuse it with the field and the expected dimension named.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from issm_emulator.state import YTS_DEFAULT
 __all__ = [
     "CF_UNITS",
     "CF_UNIT_PATTERNS",
+    "MD_TIME_SERIES",
+    "MD_UNITS",
     "Q_",
     "SI_TO_ISSM_FACTOR",
     "YTS_DEFAULT",
@@ -339,3 +344,103 @@ def SI_TO_ISSM_FACTOR(name: str, yts: float | None = None) -> float:
     target = reg.parse_units(unit)
     si = reg.Quantity(1.0, target).to_base_units().units
     return float(reg.Quantity(1.0, si).to(target).magnitude)
+
+
+_MD_RATE = "m yr^-1"
+#: ISSM's user unit of every ``md`` field issm-emulator reads (path without ``md.``), the counterpart of
+#: :data:`CF_UNITS` for inputs. ``"1"`` marks numbers without dimension (flags, counts, exponents, vertex
+#: numbers, tolerances). A pint quantity assigned to one of these fields is converted to this unit by
+#: :func:`issm_emulator.issm.fields.get`; a quantity of another dimension, or one assigned to a field not
+#: listed here, is refused. Per-vertex time series (``numberofvertices + 1`` rows, times in years in the
+#: last row) and the 2-row global series are given as plain numbers in this unit (one pint unit cannot
+#: describe values and times). Three units depend on the model's exponents, written with them:
+#: ``materials.rheology_B`` (Pa s^(1/n)), the Budd/Coulomb ``friction.coefficient``
+#: (Pa^((1-q/p)/2) (s/m)^(1/(2p)), i.e. s^(1/2) m^(-1/2) for p = q = 1) and Weertman ``friction.C``
+#: (Pa^(1/2) (s/m)^(1/(2m))); a quantity is accepted for them when those exponents are uniform.
+MD_UNITS: dict[str, str] = {
+    "constants.yts": "s",
+    "constants.g": "m s^-2",
+    **{f"flowequation.{n}": "1" for n in ("isSIA", "isSSA", "isL1L2", "isMOLHO", "isHO", "isFS")},
+    "mesh.x": "m",
+    "mesh.y": "m",
+    "mesh.elements": "1",
+    "mesh.segments": "1",
+    "mesh.numberofvertices": "1",
+    "mesh.numberofelements": "1",
+    "mesh.vertexonboundary": "1",
+    "mesh.scale_factor": "1",
+    "geometry.thickness": "m",
+    "geometry.surface": "m",
+    "geometry.base": "m",
+    "geometry.bed": "m",
+    "mask.ocean_levelset": "m",
+    "mask.ice_levelset": "m",
+    "initialization.vx": _MD_RATE,
+    "initialization.vy": _MD_RATE,
+    "initialization.sealevel": "m",
+    "solidearth.initialsealevel": "m",
+    "materials.rho_ice": "kg m^-3",
+    "materials.rho_water": "kg m^-3",
+    "materials.rho_freshwater": "kg m^-3",
+    "materials.rheology_B": "Pa s^(1/n)",
+    "materials.rheology_n": "1",
+    "friction.coefficient": "Pa^((1-q/p)/2) (s/m)^(1/(2p))",
+    "friction.p": "1",
+    "friction.q": "1",
+    "friction.C": "Pa^(1/2) (s/m)^(1/(2m))",
+    "friction.m": "1",
+    "friction.coefficientcoulomb": "1",
+    "friction.coupling": "1",
+    "friction.effective_pressure": "Pa",
+    "friction.effective_pressure_limit": "1",
+    "stressbalance.spcvx": _MD_RATE,
+    "stressbalance.spcvy": _MD_RATE,
+    "stressbalance.restol": "1",
+    "stressbalance.reltol": "1",
+    "stressbalance.abstol": _MD_RATE,
+    "stressbalance.maxiter": "1",
+    "stressbalance.isnewton": "1",
+    "timestepping.start_time": "yr",
+    "timestepping.final_time": "yr",
+    "timestepping.time_step": "yr",
+    "timestepping.interp_forcing": "1",
+    **{f"transient.{n}": "1" for n in (
+        "issmb", "ismasstransport", "isstressbalance", "isgroundingline", "ismovingfront", "isage",
+        "ismmemasstransport", "isoceantransport", "isesa", "isdamageevolution", "ishydrology", "isdebris",
+        "issampling", "isslc", "isoceancoupling")},
+    "smb.mass_balance": _MD_RATE,
+    "basalforcings.groundedice_melting_rate": _MD_RATE,
+    "basalforcings.floatingice_melting_rate": _MD_RATE,
+    "basalforcings.perturbation_melting_rate": _MD_RATE,
+    "basalforcings.deepwater_melting_rate": _MD_RATE,
+    "basalforcings.upperwater_melting_rate": _MD_RATE,
+    "basalforcings.deepwater_elevation": "m",
+    "basalforcings.upperwater_elevation": "m",
+    "basalforcings.meltrate_factor": "yr^-1",
+    "basalforcings.threshold_thickness": "m",
+    "basalforcings.upperdepth_melt": "m",
+    "masstransport.spcthickness": "m",
+    "masstransport.min_thickness": "m",
+    "masstransport.stabilization": "1",
+    "levelset.stabilization": "1",
+    "levelset.reinit_frequency": "1",
+    "levelset.kill_icebergs": "1",
+    "levelset.migration_max": _MD_RATE,
+    "levelset.spclevelset": "m",
+    "calving.calvingrate": _MD_RATE,
+    "calving.stress_threshold_groundedice": "Pa",
+    "calving.stress_threshold_floatingice": "Pa",
+    "calving.min_thickness": "m",
+    "calving.coeff": "m s",
+    "frontalforcings.meltingrate": _MD_RATE,
+    "settings.output_frequency": "1",
+}
+
+#: The fields of :data:`MD_UNITS` that ISSM also accepts as a time series (last row: times in years).
+MD_TIME_SERIES: frozenset[str] = frozenset({
+    "smb.mass_balance", "basalforcings.groundedice_melting_rate", "basalforcings.floatingice_melting_rate",
+    "basalforcings.perturbation_melting_rate", "basalforcings.deepwater_melting_rate",
+    "basalforcings.upperwater_melting_rate", "basalforcings.deepwater_elevation",
+    "basalforcings.upperwater_elevation", "masstransport.spcthickness", "levelset.spclevelset",
+    "calving.calvingrate", "frontalforcings.meltingrate",
+})

@@ -81,8 +81,13 @@ def test_download_verify_and_reuse(http_mirror, tmp_path, monkeypatch, shared_da
     cache = tmp_path / "cache"
     monkeypatch.setenv(data.ENV_VAR, str(cache))
     monkeypatch.setattr(data, "BASE_URL", url)
-    p = data.fetch("exp/Square.exp")
+    old_umask = os.umask(0o022)
+    try:
+        p = data.fetch("exp/Square.exp")
+    finally:
+        os.umask(old_umask)
     assert p == cache / "exp" / "Square.exp"
+    assert (p.stat().st_mode & 0o777) == 0o644  # the user's normal mode, not the 0600 of a temporary file
     assert p.read_bytes() == (shared_data_dir / "exp" / "Square.exp").read_bytes()
     a = data.fetch_archive(201)
     assert a.is_file()

@@ -222,14 +222,19 @@ def test_interrupt_leaves_complete_files_and_resume_skips_them(tmp_path):
     again = CountingSolver()
     generate_ensemble(_spec(values, solver=again), tmp_path, workers=0, progress=False)
     assert again.calls == []
-    # a corrupt run file (or one of another spec) is not taken as finished
+    # a corrupt run file is not taken as finished: it is named, set aside and recomputed
     (runs_dir / done[0]).write_bytes(b"not a netcdf file")
     other = CountingSolver()
-    generate_ensemble(_spec(values, solver=other), tmp_path, workers=0, progress=False)
+    with pytest.warns(RuntimeWarning, match=f"{done[0]} is unreadable"):
+        generate_ensemble(_spec(values, solver=other), tmp_path, workers=0, progress=False)
     assert other.calls == [0.0]
+    # a spec with other options is refused in this folder (guard.check_spec); nothing is recomputed
+    from issm_emulator.datasets.guard import SpecMismatchError
+
     longer = CountingSolver()
-    generate_ensemble(_spec(values[:2], solver=longer, years=3.0), tmp_path, workers=0, progress=False)
-    assert longer.calls == [0.0, 2.0]
+    with pytest.raises(SpecMismatchError, match=r"years: 2\.0 -> 3\.0"):
+        generate_ensemble(_spec(values[:2], solver=longer, years=3.0), tmp_path, workers=0, progress=False)
+    assert longer.calls == []
 
 
 def test_failed_run_is_recorded_and_retried(tmp_path):

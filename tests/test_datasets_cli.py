@@ -71,8 +71,8 @@ def test_info_lists_failures(tmp_path):
 def test_generate_options_build_the_spec(monkeypatch, tmp_path, args, expected):
     seen = {}
 
-    def fake_generate(spec, out, *, workers, scheduler, progress):
-        seen.update(spec=spec, out=out, workers=workers, scheduler=scheduler, progress=progress)
+    def fake_generate(spec, out, *, workers, scheduler, progress, **guard):
+        seen.update(spec=spec, out=out, workers=workers, scheduler=scheduler, progress=progress, guard=guard)
         return out / "ensemble.nc"
 
     monkeypatch.setattr(dcli, "generate_ensemble", fake_generate)
@@ -91,6 +91,7 @@ def test_generate_options_build_the_spec(monkeypatch, tmp_path, args, expected):
     assert spec.scenario_kwargs["resolution"] == pytest.approx(expected["resolution"])
     assert spec.solver == "fem" and spec.solver_options == {"strict": True}
     assert (seen["workers"], seen["scheduler"]) == (3, "tcp://127.0.0.1:8786")
+    assert seen["guard"] == {"max_runs": 10_000, "check_disk": True}  # datasets.guard's defaults
     if "--spinup-years" in args:
         assert spec.scenario_kwargs["spinup_years"] == 500.0
 

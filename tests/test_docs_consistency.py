@@ -49,11 +49,16 @@ def test_every_runtime_dependency_is_imported():
 
 
 def test_swap_solver_doc_matches_the_code():
-    from issm_emulator import weights
-    from issm_emulator.plugins.manager import default_solver_name
+    import issm_emulator
+    from issm_emulator import api, weights
 
     text = (DOCS / "swap-solver.md").read_text()
-    assert f"### The default solver: `{default_solver_name()}`" in text
-    assert weights.has_default("egcn", "step") == ("`egcn` **is** the default" in text)
+    # the default solve chooses an applicable emulator, else fem with a FallbackWarning (api._choose_default)
+    assert "### The default solver: an emulator that applies, else `fem`" in text
+    assert "FallbackWarning" in text and hasattr(issm_emulator, "FallbackWarning")
+    assert "solve_info" in text and callable(api.solve_info)
+    assert api.EMULATOR_ARCHS == ("egcn", "gcn", "cnn")
+    bundled = {n.rsplit("-", 1)[-1] for n in weights.list_bundled()}
+    assert bundled == {"pig"} and "bundles Pine Island weights" in text
     assert "is refused" in text and "isHO" in text and "isFS" in text
     assert "solved as SSA" not in text.replace("never solved as SSA", "")

@@ -19,6 +19,7 @@ PKG = Path(__file__).resolve().parents[1] / "issm_emulator"
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (0, ("issm_emulator._version", "issm_emulator.errors", "issm_emulator.state", "issm_emulator.units",
          "issm_emulator.graph", "issm_emulator.progress", "issm_emulator._download", "issm_emulator.data",
+         "issm_emulator._files",
          "issm_emulator.weights")),
     (1, ("issm_emulator.physics",)),
     (2, ("issm_emulator.nn",)),

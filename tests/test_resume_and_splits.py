@@ -25,6 +25,7 @@ from issm_emulator.datasets import (
     split_runs,
 )
 from issm_emulator.datasets import cli as dcli
+from issm_emulator.datasets.guard import SpecMismatchError
 from issm_emulator.datasets.layout import RUNS_DIR
 from issm_emulator.datasets.splits import DEFAULT_RULE, SPLIT_RULES, InterleavedRule, coord_aliases
 from issm_emulator.errors import SolverError
@@ -83,11 +84,11 @@ def test_runs_outside_the_grid_are_reported_left_alone_and_not_combined(tmp_path
     # the training pipeline reads the current grid only
     assert split_runs(xr.open_dataset(path), "interleaved")["train"].size == 1
 
-    # other settings are another run: same value, recomputed, the old file kept
-    calls, path = _gen([10.0], tmp_path, years=1.0)
-    assert calls == [10.0]
+    # other settings are refused in the same folder (the folder guard); the runs stay
+    with pytest.raises(SpecMismatchError, match="years: 2.0 -> 1.0"):
+        _gen([10.0], tmp_path, years=1.0)
     found = find_runs(_spec([10.0, 40.0]), tmp_path)
-    assert [v for _, v, _ in found["done"]] == [10.0, 40.0] and len(found["other"]) == 3
+    assert [v for _, v, _ in found["done"]] == [10.0, 40.0] and len(found["other"]) == 2
 
 
 def test_cli_reports_done_todo_and_other_runs(tmp_path):

@@ -124,3 +124,38 @@ def test_ddp_gloo_two_processes(ens, tmp_path):  # ~20 s: DistributedDataParalle
     assert info == {"world_size": 2, "replica_max_abs_diff": 0.0}
     ck = load_checkpoint(out)
     assert ck.extra["training"]["world_size"] == 2
+
+
+def test_resume_with_other_data_or_options_is_refused(ens, tmp_path):
+    from issm_emulator.learning.dataset import DatasetError
+
+    part = tmp_path / "part.pt"
+    train(ens, model="gcn", mode="step", out=part, epochs=1, patience=None, **TINY)
+    last = last_checkpoint_path(part)
+    before = last.read_bytes()
+    with pytest.raises(DatasetError, match=r"cannot resume.*hidden: 8 -> 16.*lr: 0\.001 -> 0\.002") as info:
+        train(ens, model="gcn", mode="step", out=part, epochs=2, patience=None, resume=True,
+              **{**TINY, "hidden": 16}, lr=2e-3)
+    assert "2 difference(s)" in str(info.value)
+    # other data: the same ensemble regenerated elsewhere is another file (created, size may differ)
+    other = tmp_path / "other.nc"
+    with xr.open_dataset(ens) as ds:
+        ds = ds.load()
+    ds.attrs["created"] = "2000-01-01T00:00:00Z"
+    ds.to_netcdf(other)
+    with pytest.raises(DatasetError, match=r"cannot resume.*data\.created"):
+        train(other, model="gcn", mode="step", out=part, epochs=2, patience=None, resume=True, **TINY)
+    assert last.read_bytes() == before  # nothing mixed into the refused run
+    # only the number of epochs changed: resumes
+    train(ens, model="gcn", mode="step", out=part, epochs=2, patience=None, resume=True, **TINY)
+    assert [h["epoch"] for h in json.loads(history_paths(part)[1].read_text())] == [1, 2]
+
+
+def test_checkpoints_and_history_get_the_users_file_mode(ens, tmp_path):
+    old = os.umask(0o027)
+    try:
+        out = train(ens, model="gcn", mode="step", out=tmp_path / "m.pt", epochs=1, **TINY)
+    finally:
+        os.umask(old)
+    for p in (out, last_checkpoint_path(out), *history_paths(out)):
+        assert (p.stat().st_mode & 0o777) == 0o640, p

@@ -3,6 +3,8 @@ registry-update script. Weights are served by a local HTTP server on 127.0.0.1."
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import http.server
 import importlib.util
@@ -156,8 +158,13 @@ def test_default_cache_dir_and_url(monkeypatch):
 # ------------------------------------------------------------------------------------------------ fetching
 def test_download_verify_and_reuse_offline(env, ckpt_files):
     server = env["server"]
-    p = weights.fetch("gcn-step-tiny")
+    old_umask = os.umask(0o022)
+    try:
+        p = weights.fetch("gcn-step-tiny")
+    finally:
+        os.umask(old_umask)
     assert p == env["cache"] / "gcn-step-tiny.pt"
+    assert (p.stat().st_mode & 0o777) == 0o644  # the user's normal mode, not the 0600 of pooch's temporary
     assert p.read_bytes() == (ckpt_files / "gcn-step-tiny.pt").read_bytes()
     q = weights.fetch("cnn-direct-tiny.pt")  # with the suffix, in a subfolder
     assert q == env["cache"] / "cnn" / "cnn-direct-tiny.pt"

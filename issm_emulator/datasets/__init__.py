@@ -14,6 +14,8 @@ Modules, one job each:
 * :mod:`~issm_emulator.datasets.layout`: the output folder's file names and variables;
 * :mod:`~issm_emulator.datasets.member`: one run, built, solved and packaged (:func:`run_member`);
 * :mod:`~issm_emulator.datasets.store`: atomic writes, finished runs, failure records, :func:`combine_runs`;
+* :mod:`~issm_emulator.datasets.guard`: the output folder's lock, spec check, unreadable runs, size limits,
+  workers that die with the generation;
 * :mod:`~issm_emulator.datasets.runner`: the local and dask executors and :func:`generate_ensemble`;
 * :mod:`~issm_emulator.datasets.model_sweep`: sweeps of a user's saved pyISSM model over md fields
   (:func:`sweep_model`, :class:`ModelSweepSpec`; ``issm-emulator generate --model``);

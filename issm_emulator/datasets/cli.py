@@ -25,6 +25,7 @@ import numpy as np
 
 from issm_emulator.errors import IssmEmulatorError
 
+from .guard import MAX_RUNS
 from .layout import ENSEMBLE_FILE, RUNS_DIR
 from .runner import generate_ensemble, other_runs_message
 from .spec import parse_values
@@ -106,6 +107,10 @@ def _common(defaults: str) -> Callable[[Callable], Callable]:
                          help="Progress bar with ETA."),
             click.option("--split", "split", default=None, metavar="RULE",
                          help=_SPLIT_HELP.replace("the sweep's rule", f"{s.split_rule or 'interleaved'}")),
+            click.option("--max-runs", type=click.IntRange(min=1), default=MAX_RUNS, show_default=True,
+                         help="Refuse a sweep of more runs than this (a mistyped range)."),
+            click.option("--ignore-disk-space", is_flag=True,
+                         help="Generate even when the runs' estimated size exceeds the free disk space."),
         ]
         for opt in reversed(opts):
             f = opt(f)
@@ -162,12 +167,14 @@ def _fmt_list(v: np.ndarray) -> str:
     return ", ".join(items[:12]) + (f", ... ({len(items) - 12} more)" if len(items) > 12 else "")
 
 
-def _generate(spec: Any, out: Path, workers: int | None, scheduler: str | None, progress: bool) -> None:
+def _generate(spec: Any, out: Path, workers: int | None, scheduler: str | None, progress: bool, *,
+              max_runs: int | None = MAX_RUNS, check_disk: bool = True) -> None:
     _report(spec, out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
-            path = generate_ensemble(spec, out, workers=workers, scheduler=scheduler, progress=progress)
+            path = generate_ensemble(spec, out, workers=workers, scheduler=scheduler, progress=progress,
+                                     max_runs=max_runs, check_disk=check_disk)
         except IssmEmulatorError as exc:
             raise click.ClickException(str(exc)) from None
     for w in caught:
@@ -177,7 +184,8 @@ def _generate(spec: Any, out: Path, workers: int | None, scheduler: str | None, 
 
 def _run(sweep: str, values: Any, scenario_kwargs: dict[str, Any], *, out: Path, resolution: str | None,
          years: str | None, time_step: str | None, output_frequency: int | None, workers: int | None,
-         scheduler: str | None, solver: str, options: tuple[str, ...], progress: bool, split: str | None) -> None:
+         scheduler: str | None, solver: str, options: tuple[str, ...], progress: bool, split: str | None,
+         max_runs: int = MAX_RUNS, ignore_disk_space: bool = False) -> None:
     kwargs = dict(scenario_kwargs)
     res = _quantity(resolution, "m", "--resolution")
     if res is not None:
@@ -198,7 +206,7 @@ def _run(sweep: str, values: Any, scenario_kwargs: dict[str, Any], *, out: Path,
     click.echo(f"{sweep}: {len(spec.values)} runs of {spec.parameter} "
                f"({_fmt_values(np.asarray(spec.values, dtype=object))}{' ' + spec.units if spec.units else ''}) "
                f"with solver {spec.solver_name!r} -> {out}", err=True)
-    _generate(spec, out, workers, scheduler, progress)
+    _generate(spec, out, workers, scheduler, progress, max_runs=max_runs, check_disk=not ignore_disk_space)
 
 
 _MODEL_HELP = """Generate an ensemble dataset (one NetCDF per run, combined into ensemble.nc; resumable).
@@ -249,10 +257,15 @@ with the fix; train/evaluate --split 'test=10,30;validation=20' choose the held-
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Solver option; repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar with ETA.")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
+@click.option("--max-runs", type=click.IntRange(min=1), default=MAX_RUNS, show_default=True,
+              help="With --model: refuse a sweep of more runs than this (a mistyped range).")
+@click.option("--ignore-disk-space", is_flag=True,
+              help="With --model: generate even when the runs' estimated size exceeds the free disk space.")
 @click.pass_context
 def generate(ctx: click.Context, model: Path | None, vary: tuple[str, ...], zip_: bool, out: Path | None,
              years: str | None, time_step: str | None, output_frequency: int | None, workers: int | None,
-             scheduler: str | None, solver: str, options: tuple[str, ...], progress: bool, split: str | None) -> None:
+             scheduler: str | None, solver: str, options: tuple[str, ...], progress: bool, split: str | None,
+             max_runs: int, ignore_disk_space: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if model is not None or vary:
             raise click.UsageError("--model/--vary sweep your own model; do not combine them with a built-in sweep "
@@ -283,7 +296,7 @@ def generate(ctx: click.Context, model: Path | None, vary: tuple[str, ...], zip_
                       for v in spec.variations)
     click.echo(f"{model.name}: {len(spec.values)} runs of {grid}{' (zipped)' if zip_ else ''} with solver "
                f"{spec.solver_name!r} -> {out}", err=True)
-    _generate(spec, out, workers, scheduler, progress)
+    _generate(spec, out, workers, scheduler, progress, max_runs=max_runs, check_disk=not ignore_disk_space)
 
 
 @generate.command("pig-melt")
@@ -358,7 +371,9 @@ def summarize(path: str | Path) -> dict[str, Any]:
         p = p / ENSEMBLE_FILE
     if not p.is_file():
         raise click.BadParameter(f"{p} does not exist", param_hint="FILE")
-    with xr.open_dataset(p, decode_times=False) as ds:  # time: model years
+    from issm_emulator._files import check_netcdf
+
+    with xr.open_dataset(check_netcdf(p), engine="netcdf4", decode_times=False) as ds:  # time: model years
         attrs = dict(ds.attrs)
         param = attrs.get("parameter")
         out: dict[str, Any] = {"file": str(p), "ensemble": attrs.get("ensemble"), "scenario": attrs.get("scenario"),

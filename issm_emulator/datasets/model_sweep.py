@@ -95,7 +95,8 @@ class ModelSweepSpec:
             raise EnsembleError("a model sweep needs at least one --vary PATH=VALUES")
         names = [v.name for v in self.variations]
         if len(set(names)) != len(names):
-            raise EnsembleError(f"a model sweep varies each field once; repeated: {sorted({n for n in names if names.count(n) > 1})}")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            raise EnsembleError(f"a model sweep varies each field once; repeated: {repeated}")
         lists = [v.values for v in self.variations]
         if len(lists) == 1:
             values: tuple[Any, ...] = tuple(lists[0])

@@ -9,7 +9,8 @@ and send back the run's dataset; only the calling process writes files
 skipped, so the same call resumes an interrupted generation; failed runs are recorded and retried by the
 next call. Runs are identified by their value and the spec's settings (the fingerprint), not by their
 position: a call with an overlapping or extended grid runs only the new values, and run files of values
-outside the grid are reported (logged) and left alone; the combined file holds the requested runs only. The files are described in :mod:`issm_emulator.datasets.layout`.
+outside the grid are reported (logged) and left alone; the combined file holds the requested runs only.
+The files are described in :mod:`issm_emulator.datasets.layout`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from issm_emulator.progress import progress_bar
 
+from .guard import die_with_parent, guarded, stop_workers
 from .layout import RUNS_DIR, SPEC_FILE, failure_path, run_file_for, utc_now
 from .member import failure_result, run_member
 from .spec import EnsembleError, EnsembleSpec
@@ -52,7 +54,8 @@ def _run_serial(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callabl
 def _run_local(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[[dict], None], workers: int,
                mp_context: str) -> None:
     ctx = multiprocessing.get_context(mp_context)
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                  initargs=(os.getpid(),))
     futures = {pool.submit(run_member, spec, i, v): (i, v) for i, v in todo}
     try:
         for fut in cf.as_completed(futures):
@@ -63,7 +66,7 @@ def _run_local(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable
                 result = failure_result(index, value, exc)
             handle(result)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_workers(pool)  # Ctrl-C, SIGTERM, an error: no worker goes on with an abandoned run
         raise
     pool.shutdown(wait=True)
 
@@ -79,7 +82,10 @@ def _run_dask(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[
     if callable(for_workers):  # e.g. a model sweep sends its model file's bytes: no shared file system needed
         spec = for_workers()
     own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
+    try:
+        client = Client(scheduler) if own else scheduler
+    except OSError as exc:  # unreachable, refused, timed out
+        raise EnsembleError(f"cannot connect to the dask scheduler {scheduler!r}: {exc}") from exc
     token = uuid.uuid4().hex[:8]
     futures = []
     try:
@@ -105,6 +111,7 @@ def _run_dask(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[
 
 
 # ------------------------------------------------------------------------------------------- generate
+@guarded  # folder lock, spec check, unreadable runs set aside, size limits (issm_emulator.datasets.guard)
 def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, workers: int | None = None,
                       scheduler: Any = None, progress: bool = True, mp_context: str = "spawn") -> Path:
     """Run every member of ``spec`` that is not finished yet and combine all finished runs.
@@ -128,6 +135,10 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
         done).
     mp_context : str
         Start method of the local worker processes (default ``'spawn'``: safe with threads and torch).
+    max_runs, check_disk
+        Refuse a sweep of more than ``max_runs`` runs (default 10 000; None: no limit) or, with
+        ``check_disk``, one that would not fit in the free disk space
+        (:mod:`issm_emulator.datasets.guard`, which also locks the folder and checks its spec).
 
     Returns
     -------
@@ -138,6 +149,8 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
     ------
     EnsembleError
         No run of the ensemble finished (each failure is recorded in ``runs/*.failed.json``).
+        Also (subclasses of :mod:`~issm_emulator.datasets.guard`): another process writes into ``out_dir``,
+        the folder holds another spec, or the sweep is too large.
 
     Notes
     -----
@@ -145,13 +158,14 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
     settings and the run's value, whatever the file's name) are skipped, so the same call resumes an
     interrupted generation, and a call with an overlapping or extended grid runs only the new values. Run
     files of other values or settings are logged (a warning) and left alone; the combined file holds the
-    requested runs only, with ``run`` = their position in ``spec.values``. A failed run does not stop the others; a
-    :class:`RuntimeWarning` lists the failures and the combined file records them (``failed_runs``).
+    requested runs only, with ``run`` = their position in ``spec.values``. A failed run does not stop the
+    others; a :class:`RuntimeWarning` lists the failures and the combined file records them (``failed_runs``).
     """
     if isinstance(spec, str):
         spec = ensemble_spec(spec)
     if not callable(getattr(spec, "fingerprint", None)) or not hasattr(spec, "value_coords"):
-        raise TypeError(f"spec: expected an EnsembleSpec, a ModelSweepSpec or a sweep name, got {type(spec).__name__}")
+        raise TypeError(f"spec: expected an EnsembleSpec, a ModelSweepSpec or a sweep name, got "
+                        f"{type(spec).__name__}")
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)

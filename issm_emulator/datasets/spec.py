@@ -89,6 +89,9 @@ def scenario_label(scenario: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------- values
+#: the most values :func:`parse_values` expands (a sweep's run count is limited further by
+#: :data:`issm_emulator.datasets.guard.MAX_RUNS`)
+MAX_VALUES = 1_000_000
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*(?::\s*({_NUMBER})\s*)?$")
 _SINGLE = re.compile(rf"^\s*({_NUMBER})\s*$")
@@ -150,6 +153,8 @@ def parse_values(text: str, *, allow_strings: bool = False) -> tuple[list[Any], 
             if (stop - start) * step < 0:
                 raise ValueError(f"values {item!r}: step {step} does not lead from {start} to {stop}")
             n = int((stop - start) / step)  # whole steps that stay within [start, stop]
+            if len(out) + n + 1 > MAX_VALUES:  # refuse before expanding (0:1e9:1 would fill the memory)
+                raise ValueError(f"values {item!r}: {n + 1} values, more than the {MAX_VALUES} a sweep may have")
             out.extend(float(start + k * step) for k in range(n + 1))
             continue
         if _SINGLE.match(item):

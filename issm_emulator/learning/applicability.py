@@ -32,8 +32,10 @@ from issm_emulator.solvers.emulator.indicator import calibrate
 __all__ = ["calibrate_checkpoint", "indicator_pairs", "record_applicability", "training_domain"]
 
 
-def _dataset(data: Any, split: str | None, runs: Sequence[int] | None = None) -> EnsembleDataset:
-    if isinstance(data, EnsembleDataset):
+def _dataset(data: Any, split: str | None, runs: Sequence[int] | None = None) -> Any:
+    from issm_emulator.learning.collection import EnsembleCollection
+
+    if isinstance(data, (EnsembleDataset, EnsembleCollection)):
         return data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

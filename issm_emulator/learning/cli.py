@@ -32,8 +32,9 @@ def _split_rule(text: str | None) -> object:
 
 
 @click.command("train")
-@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Ensemble folder (issm-emulator generate) or its ensemble.nc.")
+@click.option("--data", "data", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Ensemble folder (issm-emulator generate) or its ensemble.nc; repeat it for ensembles of one "
+                   "glacier on several meshes, trained together into one checkpoint.")
 @click.option("--model", "arch", type=click.Choice(["egcn", "gcn", "cnn"]), default="egcn", show_default=True)
 @click.option("--mode", type=click.Choice(["direct", "step"]), default="step", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -66,12 +67,15 @@ def _split_rule(text: str | None) -> object:
               help="With --input-noise: keep the true velocity as the target, or solve the stress balance of the "
                    "perturbed geometry with fem (ssa).")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
+@click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
 @click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
+def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
-                  input_noise: float, noise_targets: str, split: str | None, resume: bool, no_progress: bool) -> None:
+                  input_noise: float, noise_targets: str, split: str | None, init_from: Path | None, resume: bool,
+                  no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
     the validation split (see --split for the rule)."""
     from issm_emulator.learning.train import history_paths, train
@@ -79,13 +83,14 @@ def train_command(data: Path, arch: str, mode: str, out: Path, epochs: int, lr: 
     if vector_hidden and arch != "egcn":
         raise click.ClickException(f"--vector-hidden is an EGCN option, not one of {arch}")
     try:
-        path = train(data, model=arch, mode=mode, out=out, epochs=epochs, lr=lr, batch_size=batch_size,
+        path = train(data[0] if len(data) == 1 else list(data), model=arch, mode=mode, out=out, epochs=epochs,
+                     lr=lr, batch_size=batch_size,
                      device=device, seed=seed, hidden=hidden, layers=layers, patience=patience,
                      lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
                      progress=not no_progress, time_stride=time_stride,
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
-                     noise_targets=noise_targets, split_rule=_split_rule(split))
+                     noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

@@ -115,7 +115,9 @@ def open_ensemble(data: str | os.PathLike) -> Any:
     """Open an ensemble lazily (:func:`xarray.open_dataset`; nothing is loaded yet)."""
     import xarray as xr
 
-    return xr.open_dataset(ensemble_path(data), engine="netcdf4", decode_times=False)  # time: model years
+    from issm_emulator._files import check_netcdf
+
+    return xr.open_dataset(check_netcdf(ensemble_path(data)), engine="netcdf4", decode_times=False)  # model years
 
 
 @dataclass

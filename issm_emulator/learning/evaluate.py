@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from issm_emulator.errors import UnsupportedOptionError
 from issm_emulator.learning.dataset import DirectDataset, StepDataset, collate
 from issm_emulator.physics import masks as _masks
 from issm_emulator.physics.fe import P1Mesh
@@ -221,8 +222,11 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
     -------
     EvaluationResult
     """
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, map_location="cpu")
     dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedOptionError(f"device={device!r}: CUDA is not available here (torch.cuda.is_available() "
+                                     "is False); use --device cpu")
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, map_location="cpu")
     mode = ckpt.mode
     spec = ckpt.spec
     moving = "ice_levelset" in spec.scalar_outputs

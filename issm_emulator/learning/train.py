@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +46,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from issm_emulator._files import atomic_write
 from issm_emulator.errors import IssmEmulatorError
 from issm_emulator.learning.dataset import (
     DatasetError,
@@ -101,15 +101,7 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
 
 
 def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
@@ -235,7 +227,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
-          calibrate_indicator: bool = True) -> Path:
+          calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -270,6 +262,9 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
     noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
         balance of the perturbed geometry solved by ``fem`` (the ensemble's models are rebuilt for it)
+    init_from : a checkpoint to fine-tune: its network (architecture, sizes, weights) and normalisers are
+        the starting point (``hidden``, ``layers``, ``model_options`` are then taken from it), e.g. to extend a
+        network trained on one mesh to a collection of meshes
     calibrate_indicator : after training, calibrate the error indicator on the validation runs
         (:func:`~issm_emulator.learning.applicability.calibrate_checkpoint`); the checkpoint always records
         its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
@@ -314,6 +309,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
                           callback=callback, decoder=decoder, input_noise=input_noise,
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
+                          init_from=init_from,
                           world=world, rank=rank)
     finally:
         if own_group:
@@ -326,7 +322,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
-           calibrate_indicator: bool = True) -> Path:
+           calibrate_indicator: bool = True, init_from: Any = None) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
@@ -358,7 +354,19 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         val_ds = split_dataset("validation", spec=spec)
     else:
         val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
-    in_norm, out_norm = fit_normalizers(train_ds)
+    start = None
+    if init_from is not None:  # fine-tuning: the checkpoint's network and normalisers, as they are
+        from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+
+        start = load_checkpoint(init_from)
+        if start.mode != mode or start.config.get("arch") != arch or tuple(start.spec.scalars) != tuple(spec.scalars) \
+                or tuple(start.spec.vectors) != tuple(spec.vectors):
+            raise DatasetError(f"init_from={init_from}: a {start.config.get('arch')} {start.mode}-mode network with "
+                               f"inputs {list(start.spec.scalars)}; this training is {arch} {mode} mode with "
+                               f"{list(spec.scalars)}")
+        in_norm, out_norm = start.input_normalizer, start.output_normalizer
+    else:
+        in_norm, out_norm = fit_normalizers(train_ds)
     in_norm, out_norm = in_norm.to(dev), out_norm.to(dev)
     forcing_ranges = train_ds.forcing_ranges()
     manifest = make_manifest(spec, mode, forcing_ranges, arch=arch, extra={
@@ -374,7 +382,12 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
                          "time_scale": float(forcing_ranges["time"][1])}
     _seed_everything(seed)
-    net = _build_model(arch, spec, hidden, layers, model_options).to(dev)
+    if start is not None:
+        net = start.model.to(dev)
+        model_options = {k: v for k, v in start.config.items() if k not in ("arch",)}
+        hidden, layers = int(start.config.get("hidden", hidden)), int(start.config.get("n_layers", layers))
+    else:
+        net = _build_model(arch, spec, hidden, layers, model_options).to(dev)
     scalar_outputs = tuple(spec.scalar_outputs)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     if lr_schedule == "exponential":
@@ -389,15 +402,19 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
               "hidden": hidden, "layers": layers, "patience": patience, "lr_schedule": lr_schedule,
               "lr_decay": lr_decay, "weight_decay": weight_decay, "grad_clip": grad_clip,
               "model_options": dict(model_options), "world_size": world, "device": str(dev.type),
-              "decoder": decoder, "input_noise": input_noise, "noise_targets": noise_targets}
+              "decoder": decoder, "input_noise": input_noise, "noise_targets": noise_targets,
+              "init_from": None if start is None else {"path": str(init_from), "sha256": start.content_sha256}}
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
     last_path = last_checkpoint_path(out)
+    record = _resume_record(config, train_ds, manifest, parameters=parameters, split_rule=split_rule,
+                            time_stride=time_stride)
     if resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         if state.get("config", {}).get("arch") != arch or state.get("config", {}).get("mode") != mode:
             raise DatasetError(f"{last_path}: cannot resume, it was written for {state.get('config')}")
+        _check_resume(last_path, state, record)
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -493,7 +510,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                     "config": config, "epoch": epoch, "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
                     "optimizer": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": json.dumps(history), "best": json.dumps(best), "rng_cpu": torch.get_rng_state()},
+                    "history": json.dumps(history), "best": json.dumps(best), "rng_cpu": torch.get_rng_state(),
+                    "resume_record": json.dumps(record, sort_keys=True)},
                     last_path)
                 if callback is not None:
                     callback(rec)
@@ -536,6 +554,55 @@ def _mesh_vertices(dataset: Any) -> Any:
 
     sizes = [int(d.mesh.nv) for d in parts(dataset)]
     return sizes[0] if len(sizes) == 1 else sizes
+#: training options a resumed run may change: the number of epochs (to train longer) and the device
+_RESUMABLE_CHANGES = ("epochs", "device")
+
+
+def _resume_record(config: Mapping[str, Any], train_ds: Any, manifest: Mapping[str, Any], *,
+                   parameters: Any, split_rule: Any, time_stride: int) -> dict[str, Any]:
+    """What must be the same for ``resume`` to continue a run: the options (but
+    :data:`_RESUMABLE_CHANGES`), the architecture and the training data (ensemble, its creation time and
+    size, the split's values, the features), as plain JSON values."""
+    attrs = train_ds.ds.attrs
+    path = Path(train_ds.path)
+    extra = manifest.get("extra", {})
+    record = {
+        **{k: v for k, v in config.items() if k not in _RESUMABLE_CHANGES},
+        "parameters": None if parameters is None else list(parameters),
+        "split_rule": None if split_rule is None else str(split_rule),
+        "time_stride": time_stride,
+        "features": {k: manifest.get(k) for k in ("scalar_features", "vector_features", "outputs")},
+        "data": {"ensemble": str(attrs.get("ensemble", "")), "created": str(attrs.get("created", "")),
+                 "runs_finished": str(attrs.get("runs_finished", "")),
+                 "bytes": path.stat().st_size if path.is_file() else None,
+                 "forcing_ranges": manifest.get("forcing_ranges"),
+                 **{k: extra.get(k) for k in ("swept_parameter", "train_values", "validation_values",
+                                              "moving_front", "mesh_vertices")}},
+    }
+    return json.loads(json.dumps(record, default=str, sort_keys=True))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _differences(old.get(k, "(absent)"), new.get(k, "(absent)"), f"{prefix}{k}.")
+        return out
+    if old != new:
+        return [f"{prefix.rstrip('.')}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
+    return []
+
+
+def _check_resume(last_path: Path, state: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    """Refuse to resume from ``last_path`` when its data, architecture or options differ from ``record``
+    (the differences listed, checkpoint value -> new value)."""
+    if "resume_record" not in state:  # written before the record existed: only arch and mode are known
+        return
+    diffs = _differences(json.loads(state["resume_record"]), dict(record))
+    if diffs:
+        raise DatasetError(f"{last_path}: cannot resume, it was trained with other data or options "
+                           f"({len(diffs)} difference(s), checkpoint -> now): " + "; ".join(diffs) +
+                           "; train into another --out, or delete the .last.pt file to start over")
 
 
 def _replica_difference(module: nn.Module) -> float:

@@ -23,8 +23,6 @@ written as Budd with ``p = 3, q = 0``).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from issm_emulator._files import atomic_write
 from issm_emulator._version import __version__
 from issm_emulator.errors import ModelInputError
 
@@ -430,16 +429,7 @@ def _write_spinup(path: Path, md: Any, *, solver: str, resolution: float, years:
             "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         },
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, ds.to_netcdf)
 
 
 def _scalar(value: Any) -> float:

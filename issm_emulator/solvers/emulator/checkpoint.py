@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from issm_emulator._files import apply_user_mode
 from issm_emulator._version import __version__
 from issm_emulator.errors import ExtrapolationWarning, IssmEmulatorError
 from issm_emulator.nn.features import SCALAR_FEATURES, SCALAR_OUTPUTS, VECTOR_FEATURES, FeatureSpec
@@ -345,6 +346,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        apply_user_mode(fd)  # mkstemp makes 0600: the user's normal permissions (0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
