@@ -5,7 +5,8 @@
 * :class:`Variation` is one swept field (``PATH=VALUES`` sets it, ``PATH*=VALUES`` scales it), parsed from the
   command line by :func:`parse_vary`;
 * :func:`resolve_field` finds ``md.PATH``, :func:`check_numeric` and :func:`values_list` check the field and
-  the values (finite scalars, converted to the field's ISSM unit of :data:`MD_FIELD_UNITS`), raising
+  the values (finite scalars, converted to the field's ISSM unit of :data:`issm_emulator.units.MD_UNITS`),
+  raising
   :class:`~issm_emulator.errors.ModelInputError` naming the md field;
 * :func:`apply_variation` writes a value into a model: a scalar broadcast to the field's shape (a forcing time
   series keeps its time row), or the field multiplied by it.
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from issm_emulator.errors import IssmEmulatorError, ModelInputError
+from issm_emulator.units import MD_UNITS, registry_for
 
 from .spec import parse_values
 
@@ -37,38 +39,11 @@ __all__ = ["FORCING_FEATURES", "MD_FIELD_UNITS", "Variation", "apply_variation",
            "load_pyissm_model", "model_digest", "parse_vary", "quiet", "resolve_field", "save_pyissm_model",
            "strip_md", "values_list"]
 
-#: ISSM user units of the md fields most often swept (``md.`` omitted). Values of other fields are taken as
-#: plain numbers in the field's ISSM unit (a pint quantity with a unit is refused for them).
-MD_FIELD_UNITS: dict[str, str] = {
-    "basalforcings.floatingice_melting_rate": "m yr^-1",
-    "basalforcings.groundedice_melting_rate": "m yr^-1",
-    "basalforcings.deepwater_melting_rate": "m yr^-1",
-    "basalforcings.upperwater_melting_rate": "m yr^-1",
-    "basalforcings.deepwater_elevation": "m",
-    "basalforcings.upperwater_elevation": "m",
-    "basalforcings.meltrate_factor": "yr^-1",
-    "basalforcings.threshold_thickness": "m",
-    "basalforcings.upperdepth_melt": "m",
-    "smb.mass_balance": "m yr^-1",
-    "friction.coefficient": "s^(1/2) m^(-1/2)",
-    "calving.stress_threshold_floatingice": "Pa",
-    "calving.stress_threshold_groundedice": "Pa",
-    "calving.calvingrate": "m yr^-1",
-    "frontalforcings.meltingrate": "m yr^-1",
-    "geometry.thickness": "m",
-    "geometry.surface": "m",
-    "geometry.base": "m",
-    "geometry.bed": "m",
-    "initialization.vx": "m yr^-1",
-    "initialization.vy": "m yr^-1",
-    "materials.rho_ice": "kg m^-3",
-    "materials.rho_water": "kg m^-3",
-    "stressbalance.spcvx": "m yr^-1",
-    "stressbalance.spcvy": "m yr^-1",
-    "friction.p": "1",
-    "friction.q": "1",
-    "materials.rheology_n": "1",
-}
+#: ISSM user units of the md fields (``md.`` omitted): :data:`issm_emulator.units.MD_UNITS`, the package's
+#: one table of input units. Values of other fields, and of fields whose unit depends on a law's exponents
+#: (``friction.coefficient``, ``materials.rheology_B``), are taken as plain numbers in the field's ISSM unit
+#: (a pint quantity with a unit is refused for them).
+MD_FIELD_UNITS = MD_UNITS
 
 #: md field -> the network feature that carries it (its range goes into checkpoints). Fields that are
 #: features anyway (friction_coefficient, rheology_B, smb, ...) need no entry.
@@ -217,7 +192,18 @@ def parse_vary(text: str) -> tuple[str, bool, str]:
 
 
 def field_unit(path: str, scale: bool) -> str | None:
-    return "1" if scale else MD_FIELD_UNITS.get(path)
+    """The unit swept values of ``md.path`` are in: ``'1'`` for a scale factor, else the field's ISSM unit
+    (None when unknown or dependent on the model's exponents)."""
+    if scale:
+        return "1"
+    unit = MD_UNITS.get(path)
+    if unit is None:
+        return None
+    try:
+        registry_for(None).parse_units(unit)
+    except Exception:  # noqa: BLE001 - a unit with symbolic exponents ('Pa s^(1/n)')
+        return None
+    return unit
 
 
 def resolve_field(md: Any, path: str) -> tuple[Any, str, Any]:

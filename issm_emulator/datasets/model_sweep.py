@@ -8,7 +8,7 @@ once per point of a grid of md-field values:
 * ``PATH*=VALUES`` multiplies the model's existing field by each value (a dimensionless factor).
 * several variations make a full grid (first variation slowest); ``zip=True`` pairs them instead.
 
-Values are in the field's ISSM user unit (m/yr for melt rates, Pa for stresses, ...: :data:`MD_FIELD_UNITS`);
+Values are in the field's ISSM user unit (m/yr for melt rates, Pa for stresses, ...: :data:`issm_emulator.units.MD_UNITS`);
 pint quantities and strings such as ``'10 m/day'`` are converted. Everything is checked before any run starts
 (:func:`model_sweep_spec`): the paths exist in ``md`` and are numeric, the values are finite scalars of a
 compatible unit, and every grid point's model passes ``fem``'s input checks

@@ -452,6 +452,14 @@ def rule_name(rule: Any) -> str:
     return getattr(rule, "__name__", type(rule).__name__)
 
 
+def empty_split_hint(rule: Any, dataset: Any = None) -> str:
+    """`` under the split rule 'X' (...); choose ...``: what to add to an 'empty split' error."""
+    attrs = getattr(getattr(dataset, "ds", None), "attrs", {}) or {}
+    name = rule_name(rule if rule is not None else (attrs.get("split_rule") or None))
+    return (f" under the split rule {name!r} (issm-emulator info shows the split); choose another rule or explicit "
+            "value lists with --split, e.g. --split interleaved or --split 'test=V1;validation=V2'")
+
+
 def split_report(table: Mapping[str, Any], rule: Any, *, aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What ``generate`` and ``info`` print about a grid's splits under ``rule``.
 

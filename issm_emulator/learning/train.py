@@ -342,13 +342,10 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
 
     train_ds = split_dataset("train", **noise)
     if len(train_ds) == 0:
-        from issm_emulator.datasets.splits import rule_name
+        from issm_emulator.datasets.splits import empty_split_hint
 
-        attrs = getattr(getattr(train_ds, "ds", None), "attrs", {})
-        rule = rule_name(split_rule if split_rule is not None else (attrs.get("split_rule") or None))
-        raise DatasetError(f"{train_ds.path}: the training split has no samples under the split rule {rule!r} "
-                           "(issm-emulator info shows the split); choose another rule or explicit value lists "
-                           "with --split, e.g. --split interleaved or --split 'test=V1;validation=V2'")
+        raise DatasetError(f"{train_ds.path}: the training split has no samples"
+                           + empty_split_hint(split_rule, train_ds))
     spec = train_ds.spec
     if is_collection(data):
         val_ds = split_dataset("validation", spec=spec)
