@@ -13,7 +13,7 @@ Output (``--out``): ``pig_melt_<solver>.nc`` (all members, dims ``melt_rate, tim
 Needs ISSM's Pine Island data (``Pig.arch``, ``Pig.exp``, ``PigShelves.exp``, ``PigIslands.exp``), fetched
 once with pooch into ``$ISSM_EMULATOR_DATA_DIR`` (see docs/data-and-weights.md).
 
-Run ``python examples/pig_melt_ensemble.py --help``; ``--small`` (10 km mesh, 3 members, 1 year) takes a
+Run ``python examples/pig_melt_ensemble.py --help``; ``--small`` (3 km mesh, 3 members, 3 months) takes a
 few seconds.
 """
 
@@ -58,11 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("step", "direct"), default=None, help="emulator mode (default step)")
     p.add_argument("--checkpoint", default=None, help="emulator weights (.pt file or bundled/registered name)")
     p.add_argument("--out", type=Path, default=Path("pig_melt_out"), help="output folder")
-    p.add_argument("--small", action="store_true", help="10 km mesh, melt rates 0,25,50, 1 year, monthly")
+    p.add_argument("--small", action="store_true",
+                   help="3 km mesh (the bundled weights' mesh), melt rates 0,25,50, 3 months, monthly")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     args = p.parse_args(argv)
     if args.small:
-        args.resolution, args.years, args.melt_rates, args.output_frequency = 10e3, 1.0, "0,25,50", 3
+        args.resolution, args.years, args.melt_rates, args.output_frequency = 3e3, 0.25, "0,25,50", 1
     return args
 
 

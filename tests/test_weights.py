@@ -229,8 +229,12 @@ def test_unknown_name_lists_available(env):
 
 def test_bundled_file_preferred_without_network(env):
     bundled = env["bundled"] / "gcn-step-tiny.pt"
-    _tiny_checkpoint(bundled, seed=5)  # same name as a registry entry, other bytes
+    _tiny_checkpoint(bundled, seed=5)  # same name as a registry entry, other bytes: a damaged installation
     env["server"].stop()
+    env["monkeypatch"].setenv(weights.URL_ENV_VAR, _closed_port_url())
+    with pytest.raises(weights.CorruptedWeightsError, match="gcn-step-tiny.pt fail their hash check"):
+        weights.fetch("gcn-step-tiny")
+    shutil.copyfile(env["published"] / "gcn-step-tiny.pt", bundled)  # the registry's bytes, as shipped
     env["monkeypatch"].setenv(weights.URL_ENV_VAR, _closed_port_url())
     assert weights.fetch("gcn-step-tiny") == bundled
     assert weights.resolve("gcn-step-tiny") == bundled

@@ -55,6 +55,7 @@ from issm_emulator.learning.dataset import (
     collate,
     make_dataset,
 )
+from issm_emulator.learning.resume import check_resume, resume_record
 from issm_emulator.nn.normalizer import Normalizer
 from issm_emulator.progress import progress_bar
 from issm_emulator.solvers.emulator.checkpoint import atomic_torch_save, make_manifest, save_checkpoint
@@ -405,13 +406,13 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
     last_path = last_checkpoint_path(out)
-    record = _resume_record(config, train_ds, manifest, parameters=parameters, split_rule=split_rule,
+    record = resume_record(config, train_ds, manifest, parameters=parameters, split_rule=split_rule,
                             time_stride=time_stride)
     if resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         if state.get("config", {}).get("arch") != arch or state.get("config", {}).get("mode") != mode:
             raise DatasetError(f"{last_path}: cannot resume, it was written for {state.get('config')}")
-        _check_resume(last_path, state, record)
+        check_resume(last_path, state, record)
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -551,55 +552,7 @@ def _mesh_vertices(dataset: Any) -> Any:
 
     sizes = [int(d.mesh.nv) for d in parts(dataset)]
     return sizes[0] if len(sizes) == 1 else sizes
-#: training options a resumed run may change: the number of epochs (to train longer) and the device
-_RESUMABLE_CHANGES = ("epochs", "device")
 
-
-def _resume_record(config: Mapping[str, Any], train_ds: Any, manifest: Mapping[str, Any], *,
-                   parameters: Any, split_rule: Any, time_stride: int) -> dict[str, Any]:
-    """What must be the same for ``resume`` to continue a run: the options (but
-    :data:`_RESUMABLE_CHANGES`), the architecture and the training data (ensemble, its creation time and
-    size, the split's values, the features), as plain JSON values."""
-    attrs = train_ds.ds.attrs
-    path = Path(train_ds.path)
-    extra = manifest.get("extra", {})
-    record = {
-        **{k: v for k, v in config.items() if k not in _RESUMABLE_CHANGES},
-        "parameters": None if parameters is None else list(parameters),
-        "split_rule": None if split_rule is None else str(split_rule),
-        "time_stride": time_stride,
-        "features": {k: manifest.get(k) for k in ("scalar_features", "vector_features", "outputs")},
-        "data": {"ensemble": str(attrs.get("ensemble", "")), "created": str(attrs.get("created", "")),
-                 "runs_finished": str(attrs.get("runs_finished", "")),
-                 "bytes": path.stat().st_size if path.is_file() else None,
-                 "forcing_ranges": manifest.get("forcing_ranges"),
-                 **{k: extra.get(k) for k in ("swept_parameter", "train_values", "validation_values",
-                                              "moving_front", "mesh_vertices")}},
-    }
-    return json.loads(json.dumps(record, default=str, sort_keys=True))
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k, "(absent)"), new.get(k, "(absent)"), f"{prefix}{k}.")
-        return out
-    if old != new:
-        return [f"{prefix.rstrip('.')}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
-    return []
-
-
-def _check_resume(last_path: Path, state: Mapping[str, Any], record: Mapping[str, Any]) -> None:
-    """Refuse to resume from ``last_path`` when its data, architecture or options differ from ``record``
-    (the differences listed, checkpoint value -> new value)."""
-    if "resume_record" not in state:  # written before the record existed: only arch and mode are known
-        return
-    diffs = _differences(json.loads(state["resume_record"]), dict(record))
-    if diffs:
-        raise DatasetError(f"{last_path}: cannot resume, it was trained with other data or options "
-                           f"({len(diffs)} difference(s), checkpoint -> now): " + "; ".join(diffs) +
-                           "; train into another --out, or delete the .last.pt file to start over")
 
 
 def _replica_difference(module: nn.Module) -> float:

@@ -1,5 +1,8 @@
 """Shelfy-stream approximation (SSA) stress balance on linear triangles, as ISSM solves it.
 
+One job: the SSA momentum balance, its assembly and its nonlinear solve (and the residual of a given
+velocity, which the emulators' error indicator uses).
+
 Weak form (x-equation; the y-equation is symmetric), summed over the elements that hold ice::
 
     int mu H [4 u_x phi_x + u_y phi_y + 2 v_y phi_x + v_x phi_y] dA + int alpha2 u phi dA
