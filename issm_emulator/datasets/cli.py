@@ -169,6 +169,12 @@ def _fmt_list(v: np.ndarray) -> str:
 
 def _generate(spec: Any, out: Path, workers: int | None, scheduler: str | None, progress: bool, *,
               max_runs: int | None = MAX_RUNS, check_disk: bool = True) -> None:
+    from .guard import check_spec
+
+    try:
+        check_spec(spec, out)  # a folder of another spec is refused before anything is reported
+    except IssmEmulatorError as exc:
+        raise click.ClickException(str(exc)) from None
     _report(spec, out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
