@@ -20,7 +20,7 @@ from issm_emulator.datasets import (
     ensemble_spec,
     generate_ensemble,
     parse_values,
-    run_file_name,
+    run_file_for,
     select_split,
     split_labels,
     split_runs,
@@ -36,6 +36,11 @@ def _spec(values, solver="fem", **kw) -> EnsembleSpec:
     return EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=values, units="m yr^-1",
                         scenario_kwargs={"resolution": RES}, solver=solver, years=kw.pop("years", 2.0),
                         time_step=1.0, name="square-melt", split_rule="square-melt", **kw)
+
+
+def _run_name(spec, value) -> str:
+    """The run file of ``value`` (named by value and fingerprint)."""
+    return run_file_for(spec.value_coords(value), spec.fingerprint(value))
 
 
 def _melt_of(state) -> float:
@@ -130,8 +135,9 @@ def test_north79_split_by_rank_is_order_independent():
     assert (labels == "train").sum() == 8 and labels[0] == "train"
     perm = np.random.default_rng(0).permutation(thresholds.size)
     assert (split_labels(thresholds[perm], "north79-calving") == labels[perm]).all()
-    with pytest.raises(ValueError, match="no split rule"):
-        split_runs(xr.Dataset(coords={"run": [0], "p": ("run", [1.0])}, attrs={"parameter": "p"}))
+    # an ensemble that names no rule gets the default 'interleaved' rule
+    one = split_runs(xr.Dataset(coords={"run": [0], "p": ("run", [1.0])}, attrs={"parameter": "p"}))
+    assert one["train"].tolist() == [0] and one["test"].size == 0
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -163,8 +169,8 @@ def test_combined_dataset_layout_units_and_physics(tmp_path):
     path = generate_ensemble(spec, tmp_path, workers=0, progress=False)
     assert path == tmp_path / ENSEMBLE_FILE
     runs = sorted(p.name for p in (tmp_path / RUNS_DIR).glob("*.nc"))
-    assert runs == [run_file_name(i, "melt_rate", v) for i, v in enumerate(spec.values)]
-    assert runs[1] == "run-0001_melt_rate-5.nc"
+    assert runs == sorted(_run_name(spec, v) for v in spec.values)
+    assert _run_name(spec, 5.0) == f"run_melt_rate-5_{spec.fingerprint(5.0)[:8]}.nc"
     with xr.open_dataset(path, decode_times=False) as ds:
         ds.load()
     nv = ds.sizes["vertex"]
@@ -198,13 +204,13 @@ def test_interrupt_leaves_complete_files_and_resume_skips_them(tmp_path):
         generate_ensemble(_spec(values, solver=crashing), tmp_path, workers=0, progress=False)
     runs_dir = tmp_path / RUNS_DIR
     done = sorted(p.name for p in runs_dir.glob("*.nc"))
-    assert done == [run_file_name(0, "melt_rate", 0.0), run_file_name(1, "melt_rate", 2.0)]
+    assert done == sorted([_run_name(_spec(values), 0.0), _run_name(_spec(values), 2.0)])
     assert _tmp_files(tmp_path) == [] and not (tmp_path / ENSEMBLE_FILE).exists()
     for name in done:
         with xr.open_dataset(runs_dir / name, decode_times=False) as ds:
             assert ds.attrs["run_complete"] == 1 and ds.thickness.shape == (2, 26)
 
-    stale = runs_dir / f".{run_file_name(2, 'melt_rate', 4.0)}.4194304.deadbeef.tmp"  # a writer that died
+    stale = runs_dir / f".{_run_name(_spec(values), 4.0)}.4194304.deadbeef.tmp"  # a writer that died
     stale.write_bytes(b"partial")
     counting = CountingSolver()
     path = generate_ensemble(_spec(values, solver=counting), tmp_path, workers=0, progress=False)
@@ -241,12 +247,12 @@ def test_failed_run_is_recorded_and_retried(tmp_path):
         assert ds.run.values.tolist() == [0, 2] and ds.melt_rate.values.tolist() == [0.0, 10.0]
         failed = json.loads(ds.attrs["failed_runs"])
     assert [f["index"] for f in failed] == [1] and "synthetic failure" in failed[0]["message"]
-    record_path = tmp_path / RUNS_DIR / "run-0001_melt_rate-5.failed.json"
+    record_path = tmp_path / RUNS_DIR / _run_name(_spec(values), 5.0).replace(".nc", ".failed.json")
     record = json.loads(record_path.read_text())
     assert record["parameter"] == "melt_rate" and record["value"] == 5.0
     assert record["error_type"] == "issm_emulator.errors.SolverError"
     assert "synthetic failure at melt rate 5.0" in record["message"] and "Traceback" in record["traceback"]
-    assert not (tmp_path / RUNS_DIR / "run-0001_melt_rate-5.nc").exists()
+    assert not (tmp_path / RUNS_DIR / _run_name(_spec(values), 5.0)).exists()
 
     fixed = CountingSolver()
     with warnings.catch_warnings():
@@ -309,4 +315,4 @@ def test_dask_local_cluster(tmp_path):
         assert ds.sizes["run"] == 3 and ds.melt_rate.values.tolist() == [0.0, 4.0, 8.0]
         last = ds.thickness.isel(time=-1).mean("vertex").values
         assert last[0] > last[1] > last[2]  # more melt, thinner shelf
-    assert os.path.isfile(tmp_path / "dask" / RUNS_DIR / run_file_name(2, "melt_rate", 8.0))
+    assert os.path.isfile(tmp_path / "dask" / RUNS_DIR / _run_name(spec, 8.0))

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from issm_emulator.datasets import EnsembleSpec, generate_ensemble, guard, parse_values, run_file_name
+from issm_emulator.datasets import EnsembleSpec, generate_ensemble, guard, parse_values, run_file_for
 from issm_emulator.datasets.guard import FolderLockedError, SpecMismatchError, SweepTooLargeError
 from issm_emulator.datasets.layout import RUNS_DIR
 
@@ -126,7 +126,8 @@ def test_changed_spec_is_refused_with_the_differences(tmp_path):
 
 def test_truncated_run_file_is_named_set_aside_and_recomputed(tmp_path):
     generate_ensemble(_spec([0.0, 1.0]), tmp_path, workers=0, progress=False)
-    bad = tmp_path / RUNS_DIR / run_file_name(1, "melt_rate", 1.0)
+    spec = _spec([0.0, 1.0])
+    bad = tmp_path / RUNS_DIR / run_file_for(spec.value_coords(1.0), spec.fingerprint(1.0))
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) * 2 // 3])  # the header (and the attributes) still read
     with pytest.warns(RuntimeWarning, match=f"run file {bad} is unreadable"):

@@ -17,17 +17,29 @@ Modules, one job each:
 * :mod:`~issm_emulator.datasets.guard`: the output folder's lock, spec check, unreadable runs, size limits,
   workers that die with the generation;
 * :mod:`~issm_emulator.datasets.runner`: the local and dask executors and :func:`generate_ensemble`;
+* :mod:`~issm_emulator.datasets.model_sweep`: sweeps of a user's saved pyISSM model over md fields
+  (:func:`sweep_model`, :class:`ModelSweepSpec`; ``issm-emulator generate --model``);
 * :mod:`~issm_emulator.datasets.splits`: train/validation/test splits.
 """
 
 from __future__ import annotations
 
-from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_name
+from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_for, run_file_name
 from .member import initial_fields, member_dataset, request_masks, run_member
+from .model_sweep import ModelSweepSpec, Variation, model_sweep_spec, parse_vary, sweep_model
 from .runner import generate_ensemble
 from .spec import SCENARIOS, EnsembleError, EnsembleSpec, parse_values, resolve_scenario
-from .splits import SPLIT_RULES, SPLITS, ModuloRule, select_split, split_labels, split_runs
-from .store import atomic_write_netcdf, combine_runs, read_failures
+from .splits import (
+                       SPLIT_RULES,
+                       SPLITS,
+                       ModuloRule,
+                       parse_split,
+                       select_split,
+                       split_labels,
+                       split_report,
+                       split_runs,
+)
+from .store import atomic_write_netcdf, combine_runs, find_runs, read_failures, scan_runs
 from .sweeps import SWEEPS, Sweep, ensemble_spec, mismip_plus_experiment, mismip_plus_melt, square_melt
 
 __all__ = [
@@ -39,24 +51,34 @@ __all__ = [
                        "SWEEPS",
                        "EnsembleError",
                        "EnsembleSpec",
+                       "ModelSweepSpec",
                        "ModuloRule",
                        "Sweep",
+                       "Variation",
                        "atomic_write_netcdf",
                        "combine_runs",
                        "ensemble_spec",
+                       "find_runs",
                        "generate_ensemble",
                        "initial_fields",
                        "member_dataset",
                        "mismip_plus_experiment",
                        "mismip_plus_melt",
+                       "model_sweep_spec",
+                       "parse_split",
                        "parse_values",
+                       "parse_vary",
                        "read_failures",
                        "request_masks",
                        "resolve_scenario",
+                       "run_file_for",
                        "run_file_name",
                        "run_member",
+                       "scan_runs",
                        "select_split",
                        "split_labels",
+                       "split_report",
                        "split_runs",
                        "square_melt",
+                       "sweep_model",
 ]

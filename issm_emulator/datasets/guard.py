@@ -45,8 +45,9 @@ from typing import Any
 
 from issm_emulator.errors import IssmEmulatorError
 
-from .layout import FIELDS, RUNS_DIR, SPEC_FILE, run_file_name, utc_now
+from .layout import FIELDS, RUNS_DIR, SPEC_FILE, run_file_for, run_file_name, utc_now
 from .spec import EnsembleError, EnsembleSpec
+from .store import find_runs
 from .sweeps import ensemble_spec
 
 __all__ = [
@@ -205,9 +206,7 @@ def estimate_run_bytes(spec: EnsembleSpec, out: str | os.PathLike) -> int | None
     """An upper estimate of one run file's size: the largest run file of ``spec`` in ``out``, else from the
     model of the first value (vertices x stored times x fields, 8 bytes each, uncompressed); None when that
     model cannot be built (the run's own failure is then recorded as usual)."""
-    runs = Path(out) / RUNS_DIR
-    sizes = [p.stat().st_size for i, v in enumerate(spec.values)
-             if (p := runs / run_file_name(i, spec.parameter, v)).is_file()]
+    sizes = [p.stat().st_size for _, _, p in find_runs(spec, out)["done"] if p.is_file()]
     if sizes:
         return max(sizes)
     import numpy as np
@@ -265,13 +264,28 @@ def _readable(path: Path) -> str | None:
     return None
 
 
-def set_aside_unreadable(spec: EnsembleSpec, out: str | os.PathLike) -> list[Path]:
+def _run_files(spec: Any, out: str | os.PathLike) -> list[Path]:
+    """The run files of ``spec``'s values in ``out/runs``: those found by fingerprint, and the files at a
+    requested value's name (value-keyed, or index-keyed of older versions) whose header cannot be read."""
+    runs = Path(out) / RUNS_DIR
+    found = {int(i): p for i, _, p in find_runs(spec, out)["done"]}
+    paths = list(found.values())
+    for i, v in enumerate(spec.values):
+        if i in found:
+            continue
+        names = [run_file_for(spec.value_coords(v), spec.fingerprint(v))]
+        if isinstance(spec, EnsembleSpec):
+            names.append(run_file_name(i, spec.parameter, v))
+        paths += [runs / n for n in names if (runs / n).is_file()]
+    return list(dict.fromkeys(paths))
+
+
+def set_aside_unreadable(spec: Any, out: str | os.PathLike) -> list[Path]:
     """Move every run file of ``spec`` in ``out/runs`` that cannot be read in full to ``runs/corrupt/``
     (a :class:`RuntimeWarning` names each), so the run is recomputed; returns the new paths."""
     runs = Path(out) / RUNS_DIR
     moved = []
-    for i, v in enumerate(spec.values):
-        path = runs / run_file_name(i, spec.parameter, v)
+    for path in _run_files(spec, out):
         if not path.is_file():
             continue
         problem = _readable(path)
@@ -348,17 +362,16 @@ def guarded(generate: Callable[..., Path]) -> Callable[..., Path]:
                 check_disk: bool = True, **kw: Any) -> Path:
         if isinstance(spec, str):
             spec = ensemble_spec(spec)
-        if not isinstance(spec, EnsembleSpec):
-            raise TypeError(f"spec: expected an EnsembleSpec or a sweep name, got {type(spec).__name__}")
+        if not callable(getattr(spec, "fingerprint", None)) or not hasattr(spec, "value_coords"):
+            raise TypeError(f"spec: expected an EnsembleSpec, a ModelSweepSpec or a sweep name, got "
+                            f"{type(spec).__name__}")
         out = Path(out_dir)
         check_size(spec, out, 0, max_runs=max_runs, check_disk=False)
         with folder_lock(out), _sigterm_exits():
             check_spec(spec, out)
             set_aside_unreadable(spec, out)
             if check_disk:
-                runs = out / RUNS_DIR
-                todo = sum(not (runs / run_file_name(i, spec.parameter, v)).is_file()
-                           for i, v in enumerate(spec.values))
+                todo = len(find_runs(spec, out)["todo"])
                 check_size(spec, out, todo, max_runs=None, check_disk=True)
             return generate(spec, out, *args, **kw)
 

@@ -4,11 +4,18 @@
 :class:`~issm_emulator.datasets.spec.EnsembleSpec` and writes
 
 * ``OUT/spec.json``: the spec (:meth:`~issm_emulator.datasets.spec.EnsembleSpec.to_dict`).
-* ``OUT/runs/run-0003_melt_rate-6.nc`` (:func:`run_file_name`): one file per finished run, carrying
-  ``run_complete = 1`` and a fingerprint of the spec and value (``run_fingerprint``); see
-  :mod:`issm_emulator.datasets.store` for how it is written and recognised as finished.
-* ``OUT/runs/run-0003_melt_rate-6.failed.json`` (:func:`failure_path`): a failed run's parameter, error
-  type, message and traceback. The other runs go on; failed runs are retried by the next call.
+* ``OUT/runs/run_melt_rate-6_3f2a9c1e.nc`` (:func:`run_file_for`): one file per finished run, named by its
+  parameter value(s) and the first 8 hex digits of its fingerprint, carrying ``run_complete = 1`` and the
+  fingerprint of the spec and value (``run_fingerprint``). Runs are identified by that fingerprint (the
+  spec's settings and the run's **value**, not its position in the grid): a later generation with an
+  overlapping or extended grid reuses every finished value, and run files of other values or settings are
+  reported and left alone (never combined). Folders written before this naming (``run-0003_melt_rate-6.nc``,
+  :func:`run_file_name`) are read the same way, by fingerprint. See :mod:`issm_emulator.datasets.store`.
+* ``OUT/runs/run_melt_rate-6_3f2a9c1e.failed.json`` (:func:`failure_path`): a failed run's parameter,
+  error type, message and traceback. The other runs go on; failed runs are retried by the next call.
+* ``OUT/model-<digest>.nc`` (model sweeps only, :mod:`issm_emulator.datasets.model_sweep`): the swept
+  pyISSM model as ``pyissm.model.io.save_model`` wrote it, named by a digest of its content; each run is
+  this model with the run's values applied, so the learning pipeline rebuilds any run's model from it.
 * ``OUT/ensemble.nc`` (:data:`ENSEMBLE_FILE`): every finished run combined, dims ``(run, time, vertex)``:
 
   ==================  ==================  ====================================================
@@ -34,12 +41,15 @@
   x, y (coords)       vertex              m
   time (coord)        time                model years; CF ``common_years since 0000-01-01``,
                                           calendar ``365_day`` (attribute ``issm_yts``)
-  <parameter> (coord) run                 the swept value, with its ``units``
+  <parameter> (coord) run                 the swept value, with its ``units`` (one coordinate per swept
+                                          parameter; model sweeps: attributes ``md_path``, ``operation``)
   ==================  ==================  ====================================================
 
   Global attributes record the provenance: ``scenario``, ``ensemble``, ``parameter``, ``solver``,
   ``solver_version``, ``solver_options`` and ``scenario_kwargs`` (JSON), ``source`` (package version),
-  ``created`` (UTC), ``split_rule`` and ``failed_runs`` (JSON list).
+  ``created`` (UTC), ``split_rule``, ``parameters`` (JSON list of the swept coordinates) and
+  ``failed_runs`` (JSON list). Model sweeps add ``sweep_kind = 'model'``, ``model_file``, ``model_digest``,
+  ``vary`` (JSON), ``zip`` and ``forcing_features`` (JSON).
 
 A run file holds the same variables without the ``run`` dimension and the swept value as a scalar
 coordinate (:func:`~issm_emulator.datasets.member.member_dataset`; the initial and static fields are
@@ -50,10 +60,12 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENSEMBLE_FILE", "FIELDS", "RUNS_DIR", "SPEC_FILE", "failure_path", "run_file_name", "utc_now"]
+__all__ = ["ENSEMBLE_FILE", "FIELDS", "RUNS_DIR", "SPEC_FILE", "failure_path", "run_file_for", "run_file_name",
+           "utc_now"]
 
 ENSEMBLE_FILE = "ensemble.nc"  #: name of the combined dataset in the output folder
 RUNS_DIR = "runs"  #: sub-folder of the per-run files
@@ -72,8 +84,18 @@ def _value_text(value: Any) -> str:
 
 
 def run_file_name(index: int, parameter: str, value: Any) -> str:
-    """``run-0003_melt_rate-6.nc``: the run's index (4 digits) and parameter value."""
+    """``run-0003_melt_rate-6.nc``: the name of a run file before runs were keyed by value (index and
+    value). Such files are still recognised, by their fingerprint; new runs are named by :func:`run_file_for`."""
     return f"run-{int(index):04d}_{parameter}-{_value_text(value)}.nc"
+
+
+def run_file_for(coords: Mapping[str, Any], fingerprint: str) -> str:
+    """``run_melt_rate-6_3f2a9c1e.nc``: a run's file name from its swept values (``{name: value}``) and its
+    fingerprint (first 8 hex digits), so a run of other settings never overwrites it."""
+    body = "_".join(f"{name}-{_value_text(value)}" for name, value in coords.items())
+    if len(body) > 180:  # many parameters: the fingerprint keeps the name unique
+        body = body[:180]
+    return f"run_{body}_{fingerprint[:8]}.nc"
 
 
 def failure_path(nc_path: Path) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .layout import FIELDS, utc_now
-from .spec import EnsembleError, EnsembleSpec, jsonable, parameter_attrs, scenario_label
+from .spec import EnsembleError, EnsembleSpec, jsonable, scenario_label
 
 __all__ = ["FRICTION_COEFFICIENT", "failure_result", "initial_fields", "member_dataset", "request_masks",
            "run_member"]
@@ -97,7 +97,7 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
         data[name] = (dims, arr, attrs)
     data["elements"] = full["elements"]
     ds = xr.Dataset(data, coords={"time": full["time"], "x": full["x"], "y": full["y"]})
-    ds = ds.assign_coords({spec.parameter: ((), value, parameter_attrs(spec))})
+    ds = ds.assign_coords({name: ((), v, spec.coord_attrs(name)) for name, v in spec.value_coords(value).items()})
     try:
         from issm_emulator.plugins.manager import get_registry
 
@@ -107,12 +107,15 @@ def member_dataset(md: Any, spec: EnsembleSpec, index: int, value: Any) -> Any:
         solver_version = "unknown"
     ds.attrs = {
         "Conventions": CONVENTIONS,
-        "title": f"run {index} of ensemble {spec.name}: {spec.parameter} = {value}",
+        "title": f"run {index} of ensemble {spec.name}: " + ", ".join(
+            f"{k} = {v}" for k, v in spec.value_coords(value).items()),
         "source": f"issm-emulator {__version__}",
         "ensemble": spec.name,
         "scenario": scenario_label(spec.scenario),
         "parameter": spec.parameter,
         "parameter_units": spec.units or "",
+        "parameters": json.dumps(list(spec.parameters)),
+        **spec.ensemble_attrs(),
         "run_index": int(index),
         "run_fingerprint": spec.fingerprint(value),
         "solver": spec.solver_name,

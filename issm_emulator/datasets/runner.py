@@ -7,7 +7,10 @@ cluster. Workers build the model from the spec themselves (:func:`~issm_emulator
 and send back the run's dataset; only the calling process writes files
 (:mod:`issm_emulator.datasets.store`), so the cluster needs no shared file system. Finished runs are
 skipped, so the same call resumes an interrupted generation; failed runs are recorded and retried by the
-next call. The files are described in :mod:`issm_emulator.datasets.layout`.
+next call. Runs are identified by their value and the spec's settings (the fingerprint), not by their
+position: a call with an overlapping or extended grid runs only the new values, and run files of values
+outside the grid are reported (logged) and left alone; the combined file holds the requested runs only.
+The files are described in :mod:`issm_emulator.datasets.layout`.
 """
 
 from __future__ import annotations
@@ -24,20 +27,20 @@ from typing import Any
 from issm_emulator.progress import progress_bar
 
 from .guard import die_with_parent, guarded, stop_workers
-from .layout import RUNS_DIR, SPEC_FILE, failure_path, run_file_name, utc_now
+from .layout import RUNS_DIR, SPEC_FILE, failure_path, run_file_for, utc_now
 from .member import failure_result, run_member
-from .spec import EnsembleError, EnsembleSpec, resolve_scenario
+from .spec import EnsembleError, EnsembleSpec
 from .store import (
     atomic_write_json,
     atomic_write_netcdf,
     clean_stale_tmp,
     combine_runs,
-    is_finished,
+    find_runs,
     run_encoding,
 )
 from .sweeps import ensemble_spec
 
-__all__ = ["generate_ensemble"]
+__all__ = ["generate_ensemble", "other_runs_message"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ def _run_dask(spec: EnsembleSpec, todo: list[tuple[int, Any]], handle: Callable[
     except ImportError as exc:  # pragma: no cover - optional dependency
         raise EnsembleError("a dask scheduler was given but dask.distributed is not installed "
                             "(pip install 'issm-emulator[distributed]')") from exc
+    for_workers = getattr(spec, "for_workers", None)
+    if callable(for_workers):  # e.g. a model sweep sends its model file's bytes: no shared file system needed
+        spec = for_workers()
     own = not isinstance(scheduler, Client)
     try:
         client = Client(scheduler) if own else scheduler
@@ -112,8 +118,9 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
 
     Parameters
     ----------
-    spec : EnsembleSpec or str
-        The sweep (a name of :data:`~issm_emulator.datasets.sweeps.SWEEPS` uses its defaults).
+    spec : EnsembleSpec, ModelSweepSpec or str
+        The sweep (a name of :data:`~issm_emulator.datasets.sweeps.SWEEPS` uses its defaults; a
+        :class:`~issm_emulator.datasets.model_sweep.ModelSweepSpec` sweeps a saved pyISSM model).
     out_dir : path
         Output folder (created): ``runs/`` holds one NetCDF per finished run and a ``.failed.json`` per
         failed run; the combined dataset is ``ensemble.nc``
@@ -147,14 +154,18 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
 
     Notes
     -----
-    Finished runs (a run file with ``run_complete = 1`` and this spec's fingerprint) are skipped, so the
-    same call resumes an interrupted generation. A failed run does not stop the others; a
-    :class:`RuntimeWarning` lists the failures and the combined file records them (``failed_runs``).
+    Finished runs (a run file in ``runs/`` with ``run_complete = 1`` and the fingerprint of this spec's
+    settings and the run's value, whatever the file's name) are skipped, so the same call resumes an
+    interrupted generation, and a call with an overlapping or extended grid runs only the new values. Run
+    files of other values or settings are logged (a warning) and left alone; the combined file holds the
+    requested runs only, with ``run`` = their position in ``spec.values``. A failed run does not stop the
+    others; a :class:`RuntimeWarning` lists the failures and the combined file records them (``failed_runs``).
     """
     if isinstance(spec, str):
         spec = ensemble_spec(spec)
-    if not isinstance(spec, EnsembleSpec):
-        raise TypeError(f"spec: expected an EnsembleSpec or a sweep name, got {type(spec).__name__}")
+    if not callable(getattr(spec, "fingerprint", None)) or not hasattr(spec, "value_coords"):
+        raise TypeError(f"spec: expected an EnsembleSpec, a ModelSweepSpec or a sweep name, got "
+                        f"{type(spec).__name__}")
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -162,26 +173,25 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
     clean_stale_tmp(out)
     atomic_write_json(spec.to_dict(), out / SPEC_FILE)
 
-    todo = []
-    for index, value in enumerate(spec.values):
-        path = runs_dir / run_file_name(index, spec.parameter, value)
-        if not is_finished(path, spec.fingerprint(value)):
-            todo.append((index, value))
-
-    prepare = getattr(resolve_scenario(spec.scenario), "prepare", None)
-    if todo and callable(prepare):
-        prepare(spec)
+    found = find_runs(spec, out)
+    todo = found["todo"]
+    if found["other"]:
+        log.warning("%s", other_runs_message(found["other"], runs_dir))
+    if todo:
+        spec.prepare()
 
     done_before = len(spec.values) - len(todo)
     log.info("ensemble %r in %s: %d of %d runs to run (%d finished before)", spec.name, out, len(todo),
              len(spec.values), done_before)
     bar = progress_bar(len(spec.values), progress and bool(todo), spec.name, unit="run", initial=done_before)
     failed = 0
+    written: dict[int, tuple[int, Any, Path]] = {}
 
     def handle(result: dict[str, Any]) -> None:
         nonlocal failed
         index, value = result["index"], result["value"]
-        path = runs_dir / run_file_name(index, spec.parameter, value)
+        fingerprint = spec.fingerprint(value)
+        path = runs_dir / run_file_for(spec.value_coords(value), fingerprint)
         if result["ok"]:
             try:
                 atomic_write_netcdf(result["dataset"], path, encoding=run_encoding(result["dataset"]))
@@ -189,13 +199,14 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
                 result = failure_result(index, value, exc)
             else:
                 failure_path(path).unlink(missing_ok=True)
+                written[index] = (index, value, path)
         if not result["ok"]:
             record = {k: result[k] for k in ("index", "value", "error_type", "message", "traceback")}
             record.update(run=index, parameter=spec.parameter, units=spec.units, ensemble=spec.name,
-                          fingerprint=spec.fingerprint(value), time=utc_now())
+                          values=spec.value_coords(value), fingerprint=fingerprint, time=utc_now())
             atomic_write_json(record, failure_path(path))
             failed += 1
-            log.info("ensemble %r: run %d (%s = %s) failed: %s: %s", spec.name, index, spec.parameter, value,
+            log.info("ensemble %r: run %d (%s) failed: %s: %s", spec.name, index, spec.value_coords(value),
                      result["error_type"], result["message"])
             bar.set_postfix_str(f"{failed} failed")
         bar.update(1)
@@ -215,4 +226,12 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
                 _run_local(spec, todo, handle, min(n, len(todo)), mp_context)
     finally:
         bar.close()
-    return combine_runs(spec, out)
+    done = sorted([*found["done"], *written.values()], key=lambda t: t[0])
+    return combine_runs(spec, out, found={"done": done, "todo": [], "other": found["other"]})
+
+
+def other_runs_message(paths: list[Path], runs_dir: Path) -> str:
+    """The report of run files that belong to no value of the requested grid (left alone, not combined)."""
+    names = ", ".join(p.name for p in paths[:5]) + (f", ... ({len(paths) - 5} more)" if len(paths) > 5 else "")
+    return (f"{len(paths)} run file(s) in {runs_dir} belong to no value of the requested grid (other values or "
+            f"settings): left alone and not combined into the ensemble: {names}")

@@ -296,6 +296,35 @@ class EnsembleSpec:
     def with_values(self, values: Any) -> EnsembleSpec:
         return replace(self, values=values)
 
+    # --- the interface the runner and the store use (shared with ModelSweepSpec)
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The names of the swept coordinates (one for a scenario sweep)."""
+        return (self.parameter,)
+
+    def value_coords(self, value: Any) -> dict[str, Any]:
+        """``{coordinate name: value}`` of one run."""
+        return {self.parameter: value}
+
+    def coord_attrs(self, name: str) -> dict[str, str]:
+        """The attributes of a swept coordinate."""
+        return parameter_attrs(self)
+
+    def coord_numeric(self, name: str) -> bool:
+        """Whether a swept coordinate holds numbers (else strings)."""
+        return self.units is not None
+
+    def ensemble_attrs(self) -> dict[str, Any]:
+        """Further global attributes of the run files and the combined file (none for scenario sweeps)."""
+        return {}
+
+    def prepare(self) -> None:
+        """Called once in the calling process before runs start: the scenario function's ``prepare(spec)``
+        (the MISMIP+ spin-up), if it has one."""
+        prep = getattr(resolve_scenario(self.scenario), "prepare", None)
+        if callable(prep):
+            prep(self)
+
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of everything that determines a run except its value."""
         return {

@@ -4,10 +4,13 @@ and the combination of the finished runs into ``ensemble.nc`` (layout: :mod:`iss
 Every file is written to a temporary file in the same folder and renamed (:func:`atomic_write`,
 :func:`atomic_write_netcdf`), so readers see either the old file or the complete new one, and an
 interrupted generation (crash, Ctrl-C) loses only the runs in flight. A run file counts as finished
-(:func:`is_finished`) when it carries ``run_complete = 1`` and the fingerprint of the spec and value
-(``run_fingerprint``): a later generation with the same spec skips it, and a file whose fingerprint
-differs (other options, other value) is recomputed. :func:`read_failures` reads the failure records,
-:func:`combine_runs` writes the combined dataset.
+when it carries ``run_complete = 1`` and the fingerprint of the spec's settings and the run's value
+(``run_fingerprint``). :func:`scan_runs` indexes the finished run files of a folder by fingerprint, whatever
+their names, so runs are found by **value**: a later generation whose grid contains that value (with the same
+settings) skips it, and :func:`find_runs` sorts a folder into the requested runs that are done, those to
+run, and the run files that belong to no requested value (``other``: other values or settings; reported
+and left alone, never combined). :func:`read_failures` reads the failure records, :func:`combine_runs`
+writes the combined dataset of the requested finished runs.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .layout import ENSEMBLE_FILE, RUNS_DIR, run_file_name, utc_now
-from .spec import EnsembleError, EnsembleSpec, jsonable, parameter_attrs, scenario_label
+from .layout import ENSEMBLE_FILE, RUNS_DIR, utc_now
+from .spec import EnsembleError, jsonable, scenario_label
 
 __all__ = [
     "atomic_write",
@@ -31,9 +34,11 @@ __all__ = [
     "atomic_write_netcdf",
     "clean_stale_tmp",
     "combine_runs",
+    "find_runs",
     "is_finished",
     "read_failures",
     "run_encoding",
+    "scan_runs",
 ]
 
 
@@ -105,19 +110,66 @@ def run_encoding(ds: Any) -> dict[str, Any]:
             if np.issubdtype(var.dtype, np.floating)}
 
 
-def read_failures(out_dir: str | os.PathLike, spec: EnsembleSpec | None = None) -> list[dict[str, Any]]:
+def scan_runs(runs_dir: str | os.PathLike) -> dict[str, Path]:
+    """The finished run files of ``runs_dir`` by fingerprint: ``{run_fingerprint: path}``.
+
+    Every ``run*.nc`` is looked at (its attributes only), whatever its name: files of the value-keyed naming
+    (:func:`~issm_emulator.datasets.layout.run_file_for`) and of the former index-keyed one. Unreadable and
+    unfinished files are left out (their runs are recomputed).
+    """
+    import netCDF4
+
+    found: dict[str, Path] = {}
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        return found
+    for p in sorted(folder.glob("run*.nc")):
+        try:
+            with netCDF4.Dataset(p, "r") as nc:
+                attrs = nc.__dict__
+                complete = int(attrs.get("run_complete", 0)) == 1
+                fp = attrs.get("run_fingerprint")
+        except Exception:  # noqa: BLE001, S112 - unreadable file: not finished, its run is recomputed
+            continue
+        if complete and isinstance(fp, str) and fp:
+            found.setdefault(fp, p)
+    return found
+
+
+def find_runs(spec: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Sort ``out_dir/runs`` against ``spec``'s grid.
+
+    Returns ``{'done': [(index, value, path)], 'todo': [(index, value)], 'other': [path]}``: the requested
+    runs already finished (found by fingerprint, i.e. by value and settings), those still to run, and the
+    finished run files that belong to no requested value (another grid or other settings: left alone).
+    """
+    index = scan_runs(Path(out_dir) / RUNS_DIR)
+    done, todo, wanted = [], [], set()
+    for i, value in enumerate(spec.values):
+        fp = spec.fingerprint(value)
+        wanted.add(fp)
+        if fp in index:
+            done.append((i, value, index[fp]))
+        else:
+            todo.append((i, value))
+    other = sorted(p for fp, p in index.items() if fp not in wanted)
+    return {"done": done, "todo": todo, "other": other}
+
+
+def read_failures(out_dir: str | os.PathLike, spec: Any = None) -> list[dict[str, Any]]:
     """The failure records in ``out_dir/runs`` (those of ``spec``'s current values when given)."""
     runs_dir = Path(out_dir) / RUNS_DIR
+    wanted = None if spec is None else {spec.fingerprint(v): i for i, v in enumerate(spec.values)}
     records = []
-    for p in sorted(runs_dir.glob("run-*.failed.json")):
+    for p in sorted(runs_dir.glob("run*.failed.json")):
         try:
             rec = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
-        if spec is not None:
-            idx = int(rec.get("index", -1))
-            if not (0 <= idx < len(spec.values)) or rec.get("fingerprint") != spec.fingerprint(spec.values[idx]):
+        if wanted is not None:
+            if rec.get("fingerprint") not in wanted:
                 continue
+            rec["index"] = wanted[rec["fingerprint"]]  # the run's position in the current grid
         records.append(rec)
     return records
 
@@ -130,11 +182,14 @@ def _number_or_json(value: Any) -> Any:
     return json.dumps(value)
 
 
-def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
-    """Combine the finished run files of ``spec`` in ``out_dir/runs`` into ``out_dir/ensemble.nc``.
+def combine_runs(spec: Any, out_dir: str | os.PathLike, *, found: Mapping[str, Any] | None = None) -> Path:
+    """Combine the finished run files of ``spec``'s values in ``out_dir/runs`` into ``out_dir/ensemble.nc``.
 
-    Run files are read one at a time and written into the combined file run by run, so memory stays at one
-    run. Runs with other output times get NaN at the times they lack.
+    Only the runs of the requested grid are combined (found by fingerprint, :func:`find_runs`; ``found`` is
+    its result when the caller has it); other run files in the folder are left out. The ``run`` coordinate
+    is each run's position in ``spec.values``. Run files are read one at a time and written into the
+    combined file run by run, so memory stays at one run. Runs with other output times get NaN at the times
+    they lack.
 
     Raises
     ------
@@ -149,14 +204,12 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
 
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
-    finished: list[tuple[int, Any, Path]] = []
-    for index, value in enumerate(spec.values):
-        path = runs_dir / run_file_name(index, spec.parameter, value)
-        if is_finished(path, spec.fingerprint(value)):
-            finished.append((index, value, path))
+    if found is None:
+        found = find_runs(spec, out)
+    finished: list[tuple[int, Any, Path]] = sorted(found["done"], key=lambda t: t[0])
     failures = read_failures(out, spec)
     if not finished:
-        detail = "; ".join(f"run {f['index']} ({spec.parameter} = {f['value']}): {f['error_type']}: "
+        detail = "; ".join(f"run {f['index']} ({spec.value_coords(f['value'])}): {f['error_type']}: "
                            f"{f['message'][:200]}" for f in failures[:5])
         raise EnsembleError(f"ensemble {spec.name!r}: no run finished in {runs_dir}" +
                             (f"; failures: {detail}" if detail else ""))
@@ -191,23 +244,20 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     all_times = np.unique(np.concatenate(times))
     nrun, nt = len(finished), all_times.size
 
-    values = [v for _, v, _ in finished]
-    param_values = np.array(values, dtype=np.float64 if spec.units is not None else object)
-    skeleton = xr.Dataset(
-        {n: first[n] for n in first.data_vars},
-        coords={
-            "run": ("run", np.array([i for i, _, _ in finished], dtype=np.int64),
-                    {"long_name": "index of the run in the ensemble specification"}),
-            spec.parameter: ("run", param_values, parameter_attrs(spec)),
-            "time": ("time", all_times, time_attrs),
-            "x": first["x"],
-            "y": first["y"],
-        },
-    )
+    coords: dict[str, Any] = {
+        "run": ("run", np.array([i for i, _, _ in finished], dtype=np.int64),
+                {"long_name": "index of the run in the ensemble specification"}),
+    }
+    for name in spec.parameters:
+        col = [spec.value_coords(v)[name] for _, v, _ in finished]
+        coords[name] = ("run", np.array(col, dtype=np.float64 if spec.coord_numeric(name) else object),
+                        spec.coord_attrs(name))
+    coords.update({"time": ("time", all_times, time_attrs), "x": first["x"], "y": first["y"]})
+    skeleton = xr.Dataset({n: first[n] for n in first.data_vars}, coords=coords)
     failed_short = [{k: f.get(k) for k in ("index", "value", "error_type", "message")} for f in failures]
     skeleton.attrs = {
         "Conventions": CONVENTIONS,
-        "title": f"ensemble {spec.name}: {spec.parameter} sweep of scenario {scenario_label(spec.scenario)}",
+        "title": f"ensemble {spec.name}: {', '.join(spec.parameters)} sweep of {scenario_label(spec.scenario)}",
         "source": f"issm-emulator {__version__}",
         "ensemble": spec.name,
         "scenario": scenario_label(spec.scenario),
@@ -216,19 +266,21 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
         "solver": spec.solver_name,
         "solver_version": ",".join(sorted(v for v in solver_versions if v)),
         "solver_options": json.dumps(jsonable(spec.solver_options), sort_keys=True),
-        "scenario_kwargs": json.dumps(spec.provenance()["scenario_kwargs"], sort_keys=True),
+        "scenario_kwargs": json.dumps(spec.provenance().get("scenario_kwargs", {}), sort_keys=True),
         "years": _number_or_json(spec.years),
         "time_step": _number_or_json(spec.time_step),
         "output_frequency": _number_or_json(spec.output_frequency),
         "issm_yts": float(yts) if yts is not None else 365.0 * 24 * 3600,
         "created": utc_now(),
         "split_rule": spec.split_rule or "",
+        "parameters": json.dumps(list(spec.parameters)),
+        **spec.ensemble_attrs(),
         "runs_requested": len(spec.values),
         "runs_finished": nrun,
         "failed_runs": json.dumps(failed_short, default=str),
         "comment": "units use the model's year of issm_yts seconds; elements are 1-based (md.mesh.elements)",
     }
-    coord_names = f"{spec.parameter} x y"
+    coord_names = " ".join([*spec.parameters, "x", "y"])
 
     def write(tmp: Path) -> None:
         skeleton.to_netcdf(tmp, engine="netcdf4")
@@ -242,7 +294,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
                                       chunksizes=[1] + shape[1:])
                 v.setncatts({k: (json.dumps(a) if isinstance(a, (dict, list)) else a)
                              for k, a in attrs.items() if k not in ("_FillValue", "coordinates")})
-                v.coordinates = coord_names if "vertex" in dims else spec.parameter
+                v.coordinates = coord_names if "vertex" in dims else " ".join(spec.parameters)
                 ncvars[name] = (v, dims)
             for k, (index, value, path) in enumerate(finished):
                 with xr.open_dataset(path, engine="netcdf4", decode_times=False) as ds:
@@ -262,6 +314,7 @@ def combine_runs(spec: EnsembleSpec, out_dir: str | os.PathLike) -> Path:
     if failures:
         warnings.warn(f"ensemble {spec.name!r}: {len(failures)} of {len(spec.values)} runs failed (see "
                       f"{runs_dir}/*.failed.json): " + "; ".join(
-                          f"run {f['index']}: {f['error_type'].rsplit('.', 1)[-1]}: {f['message'][:120]}"
+                          f"run {f['index']} ({spec.value_coords(f['value'])}): "
+                          f"{f['error_type'].rsplit('.', 1)[-1]}: {f['message'][:120]}"
                           for f in failures[:3]), RuntimeWarning, stacklevel=2)
     return path

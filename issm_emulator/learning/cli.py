@@ -13,6 +13,23 @@ import click
 
 from issm_emulator.errors import IssmEmulatorError
 
+_SPLIT_HELP = ("Split rule: a name - 'interleaved' (the default of ensembles that name none: runs sorted by value, "
+               "every P-th from the second to test, an offset set to validation, P = 3/4/6 for <=4/5-11/>=12 runs), "
+               "'pig-melt' (test: rate mod 20 m/yr == 0, validation: == 10), 'north79-calving', 'by-position' - or "
+               "value lists 'test=10,30;validation=20' ('test:PARAM=...' when several parameters are swept); "
+               "every other run trains. Default: the ensemble's rule (issm-emulator info shows it).")
+
+
+def _split_rule(text: str | None) -> object:
+    if text is None:
+        return None
+    from issm_emulator.datasets.splits import parse_split
+
+    try:
+        return parse_split(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--split") from None
+
 
 @click.command("train")
 @click.option("--data", "data", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
@@ -49,6 +66,7 @@ from issm_emulator.errors import IssmEmulatorError
 @click.option("--noise-targets", type=click.Choice(["keep", "ssa"]), default="keep", show_default=True,
               help="With --input-noise: keep the true velocity as the target, or solve the stress balance of the "
                    "perturbed geometry with fem (ssa).")
+@click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
 @click.option("--resume", is_flag=True, help="Continue from <out stem>.last.pt.")
@@ -56,9 +74,10 @@ from issm_emulator.errors import IssmEmulatorError
 def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
-                  input_noise: float, noise_targets: str, init_from: Path | None, resume: bool,
+                  input_noise: float, noise_targets: str, split: str | None, init_from: Path | None, resume: bool,
                   no_progress: bool) -> None:
-    """Train an emulator network (EGCN, GCN or CNN) on an ensemble."""
+    """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
+    the validation split (see --split for the rule)."""
     from issm_emulator.learning.train import history_paths, train
 
     if vector_hidden and arch != "egcn":
@@ -71,7 +90,7 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      progress=not no_progress, time_stride=time_stride,
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
-                     noise_targets=noise_targets, init_from=init_from)
+                     noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os
@@ -85,17 +104,20 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
               help="Ensemble folder or its ensemble.nc.")
-@click.option("--split", type=click.Choice(["train", "validation", "test", "all"]), default="test",
-              show_default=True)
+@click.option("--split", "split", default=None, metavar="RULE",
+              help=_SPLIT_HELP + " For compatibility, train/validation/test/all here choose the runs (as --runs).")
+@click.option("--runs", "runs", type=click.Choice(["train", "validation", "test", "all"]), default=None,
+              help="Which runs to evaluate under the split rule (default test).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.md, metrics.csv and the plots.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--times", default=None, help="Comma-separated model times (yr) to evaluate (default: all).")
 @click.option("--plot-times", default=None, help="Comma-separated times (yr) of the error maps.")
 @click.option("--no-plots", is_flag=True)
-def evaluate_command(checkpoint: Path, data: Path, split: str, out_dir: Path, device: str, times: str | None,
-                     plot_times: str | None, no_plots: bool) -> None:
-    """Evaluate a checkpoint on a split of an ensemble: RMSE and R per run and overall, plots."""
+def evaluate_command(checkpoint: Path, data: Path, split: str | None, runs: str | None, out_dir: Path, device: str,
+                     times: str | None, plot_times: str | None, no_plots: bool) -> None:
+    """Evaluate a checkpoint on a split of an ensemble (default: the test runs of the ensemble's split rule):
+    RMSE and R per run and overall, plots."""
     from issm_emulator.learning.evaluate import evaluate
 
     def floats(text: str | None) -> list[float] | None:
@@ -106,9 +128,16 @@ def evaluate_command(checkpoint: Path, data: Path, split: str, out_dir: Path, de
         except ValueError as exc:
             raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
 
+    rule = None
+    if split in ("train", "validation", "test", "all"):
+        if runs is not None and runs != split:
+            raise click.UsageError(f"--split {split} and --runs {runs} disagree")
+        runs = split
+    else:
+        rule = _split_rule(split)
     try:
-        res = evaluate(checkpoint, data, split, out_dir=out_dir, times=floats(times), device=device,
-                       plot_times=floats(plot_times), plots=not no_plots)
+        res = evaluate(checkpoint, data, runs or "test", out_dir=out_dir, times=floats(times), device=device,
+                       plot_times=floats(plot_times), plots=not no_plots, split_rule=rule)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(res.markdown)

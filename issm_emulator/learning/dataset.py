@@ -169,7 +169,9 @@ class EnsembleDataset(Dataset):
     parameters : forcing features; default from the swept parameter (:data:`PARAMETER_FEATURES`)
     moving_front : predict the ice level set (direct mode); default: whether any run's ice level set
         changes sign pattern over time
-    rule : split rule (default the ensemble's ``split_rule`` attribute)
+    rule : split rule: a name, value lists (``'test=10,30;validation=20'``) or a callable
+        (:mod:`issm_emulator.datasets.splits`); default the ensemble's ``split_rule`` attribute, else
+        ``'interleaved'``
     runs : explicit run positions (along the file's ``run`` axis) instead of ``split``
     times : keep only outputs at these model times (years, matched to the nearest output)
     time_stride : keep only every ``time_stride``-th output (k = stride, 2 stride, ...); fewer, less
@@ -218,7 +220,8 @@ class EnsembleDataset(Dataset):
         self.dtype = dtype
         self.output_times = np.asarray(ds["time"].values, float)  # years
         if parameters is None:
-            parameters = PARAMETER_FEATURES.get(self.parameter, ())
+            recorded = _parse_json_attr(ds, "forcing_features")  # model sweeps record their features
+            parameters = recorded if isinstance(recorded, list) else PARAMETER_FEATURES.get(self.parameter, ())
         self.parameters = tuple(parameters)
         if moving_front is None:
             moving_front = self._detect_moving_front()
@@ -304,7 +307,9 @@ class EnsembleDataset(Dataset):
             if name in r:
                 a = np.asarray(r[name].values, float)
                 static[name] = a / yts if name in _RATES else a
-        value = r[self.parameter].values.item() if self.parameter in r.coords else None
+        names = [n for n in (_parse_json_attr(self.ds, "parameters") or [self.parameter]) if n in r.coords]
+        value = (r[names[0]].values.item() if len(names) == 1
+                 else tuple(r[n].values.item() for n in names) if names else None)
         run = int(r["run"].values) if "run" in r.coords else position
         arrays = RunArrays(position, run, value, time, fields, static)
         arrays.features = self._static_features(arrays)
@@ -386,10 +391,16 @@ class EnsembleDataset(Dataset):
         raise TypeError(f"{type(self).__name__} has no mode: use DirectDataset or StepDataset (make_dataset)")
 
     def ensemble_spec(self) -> Any:
-        """The :class:`~issm_emulator.datasets.spec.EnsembleSpec` recorded in the file's attributes."""
+        """The spec recorded in the file's attributes: an :class:`~issm_emulator.datasets.spec.EnsembleSpec`, or
+        for a model sweep a :class:`~issm_emulator.datasets.model_sweep.ModelSweepSpec` whose model is the
+        ``model-<digest>.nc`` next to the ensemble file."""
         from issm_emulator.datasets.spec import EnsembleSpec
 
         a = self.ds.attrs
+        if a.get("sweep_kind") == "model":  # a sweep of a saved model: the model is in the ensemble folder
+            from issm_emulator.datasets.model_sweep import ModelSweepSpec
+
+            return ModelSweepSpec.from_attrs(a, self.path.parent)
         js = lambda name: _parse_json_attr(self.ds, name)  # noqa: E731
         return EnsembleSpec(scenario=a["scenario"], parameter=a["parameter"],
                             values=[float(v) for v in np.asarray(self.ds[a["parameter"]].values)],

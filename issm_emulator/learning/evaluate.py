@@ -197,7 +197,8 @@ def _rollout_states(dataset: Any) -> list[Any]:
 def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike, split: str | None = "test", *,
              out_dir: str | os.PathLike, times: Iterable[float] | None = None, device: Any = "cpu",
              batch_size: int = 8, plot_times: Iterable[float] | None = None, plots: bool = True,
-             fast_threshold: float = 1000.0, step_method: str = "auto", max_map_runs: int = 4) -> EvaluationResult:
+             fast_threshold: float = 1000.0, step_method: str = "auto", max_map_runs: int = 4,
+             split_rule: Any = None) -> EvaluationResult:
     """Evaluate a checkpoint on the runs of ``split`` and write metrics and plots to ``out_dir``.
 
     Parameters
@@ -214,6 +215,8 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
     fast_threshold : speed (m/yr) above which a vertex counts as fast-flowing
     step_method : ``'auto'``, ``'rollout'`` or ``'teacher-forced'`` (step checkpoints; see module doc)
     max_map_runs : error maps for at most this many runs
+    split_rule : the split rule (a name, value lists such as ``'test=10,30;validation=20'``, or a callable;
+        :mod:`issm_emulator.datasets.splits`); default the ensemble's
 
     Returns
     -------
@@ -230,7 +233,7 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
     cls = DirectDataset if mode == "direct" else StepDataset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # step-pairing notes were given at training
-        dataset = cls(data, split, spec=spec, moving_front=moving, times=times)
+        dataset = cls(data, split, spec=spec, moving_front=moving, times=times, rule=split_rule)
     if len(dataset.run_positions) == 0:
         raise ValueError(f"the {split!r} split of {dataset.path} has no runs")
     for q in dataset.run_positions:  # refuses a mismatch; warns when a run's forcing is outside training

@@ -343,7 +343,10 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
 
     train_ds = split_dataset("train", **noise)
     if len(train_ds) == 0:
-        raise DatasetError(f"{train_ds.path}: the training split has no samples")
+        from issm_emulator.datasets.splits import empty_split_hint
+
+        raise DatasetError(f"{train_ds.path}: the training split has no samples"
+                           + empty_split_hint(split_rule, train_ds))
     spec = train_ds.spec
     if is_collection(data):
         val_ds = split_dataset("validation", spec=spec)
