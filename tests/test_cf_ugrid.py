@@ -145,7 +145,7 @@ def test_ensemble_files_are_cf_and_ugrid(tmp_path, issm_data_dir):
     spec = EnsembleSpec(scenario="pine_island", parameter="melt_rate", values=[0.0, 10.0], units="m yr^-1",
                         scenario_kwargs={"resolution": 10e3}, years=2 / 12, time_step=1 / 12, name="cf")
     path = generate_ensemble(spec, tmp_path / "ens", workers=1, progress=False)
-    runs = sorted((tmp_path / "ens" / "runs").glob("run-*.nc"))
+    runs = sorted((tmp_path / "ens" / "runs").glob("*.nc"))
     assert len(runs) == 2
     for p in (runs[0], path):
         with xr.open_dataset(p, decode_times=False) as ds:

@@ -120,3 +120,36 @@ def test_mismip_plus_small(tmp_path):
         warnings.filterwarnings("ignore", message="mismip_plus_spinup", category=RuntimeWarning)
         again = ex.main(argv)
     np.testing.assert_allclose(again["dataset"]["Thickness"].values, ds["Thickness"].values)
+
+
+def test_own_model_small(tmp_path, monkeypatch, capsys):
+    """Issue 'emulate your own model', end to end: a glacier no built-in scenario matches, saved with pyISSM,
+    swept over two parameters, a tiny EGCN trained and registered; the default solve then runs it inside its
+    domain, warns outside the trained range and falls back to fem on another mesh."""
+    import issm_emulator
+    from issm_emulator.errors import ExtrapolationWarning, FallbackWarning
+    from issm_emulator.plugins import manager
+    from issm_emulator.solvers.emulator.catalog import CHECKPOINTS_ENV_VAR
+
+    monkeypatch.setenv(CHECKPOINTS_ENV_VAR, str(tmp_path / "registered"))
+    monkeypatch.delenv(manager.ENV_VAR, raising=False)
+    manager.reset_default_manager()
+    ex = load_example("own_model")
+    out = ex.main(["--small", "--out", str(tmp_path / "out")])
+    info = out["info"]
+    assert info["solver"] == "egcn" and info["selection"] == "emulator"
+    assert info["checkpoint"]["source"] == "registered" and info["checkpoint"]["name"] == "my_glacier_egcn"
+    assert out["registered"].parent == tmp_path / "registered"
+    assert "ran 'egcn' (emulator)" in capsys.readouterr().out
+    # a melt rate beyond the trained range: the emulator runs and warns
+    md = ex.build_model(50e3, 2.0)
+    md.basalforcings.floatingice_melting_rate = np.full(md.mesh.numberofvertices, 90.0)
+    with pytest.warns(ExtrapolationWarning, match="melt_rate"):
+        issm_emulator.solve(md, "Transient")
+    assert issm_emulator.solve_info(md)["checkpoint"]["name"] == "my_glacier_egcn"
+    # the same glacier on another mesh: no emulator applies, fem with a warning
+    md = ex.build_model(25e3, 2.0)
+    with pytest.warns(FallbackWarning, match="my_glacier_egcn \\(registered\\): mesh resolution"):
+        issm_emulator.solve(md, "Transient")
+    assert issm_emulator.solve_info(md)["solver"] == "fem"
+    manager.reset_default_manager()
