@@ -224,6 +224,8 @@ def test_empty_split_reported_at_generate_time_and_overridden_in_train_evaluate(
     res = runner.invoke(train_command, [*args, "--split", "interleaved"])
     assert res.exit_code == 0, res.output
     ev = ["--checkpoint", str(ck), "--data", str(out), "--out", str(tmp_path / "ev"), "--no-plots"]
+    res = runner.invoke(evaluate_command, ev)  # the checkpoint's recorded rule, not the ensemble's square-melt
+    assert res.exit_code == 0 and "split 'test': 1 run(s)" in res.output, res.output
     res = runner.invoke(evaluate_command, [*ev, "--split", "test=10,20"])
     assert res.exit_code == 0, res.output
     assert "split 'test': 2 run(s)" in res.output

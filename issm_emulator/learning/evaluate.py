@@ -216,7 +216,8 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
     step_method : ``'auto'``, ``'rollout'`` or ``'teacher-forced'`` (step checkpoints; see module doc)
     max_map_runs : error maps for at most this many runs
     split_rule : the split rule (a name, value lists such as ``'test=10,30;validation=20'``, or a callable;
-        :mod:`issm_emulator.datasets.splits`); default the ensemble's
+        :mod:`issm_emulator.datasets.splits`); default: the one the checkpoint was trained with when ``train``
+        was given one, else the ensemble's
 
     Returns
     -------
@@ -233,6 +234,8 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
     cls = DirectDataset if mode == "direct" else StepDataset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # step-pairing notes were given at training
+        if split_rule is None:  # the rule the checkpoint was trained with, when it was given explicitly
+            split_rule = (ckpt.manifest.get("extra") or {}).get("split_rule")
         dataset = cls(data, split, spec=spec, moving_front=moving, times=times, rule=split_rule)
     if len(dataset.run_positions) == 0:
         raise ValueError(f"the {split!r} split of {dataset.path} has no runs")

@@ -371,7 +371,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         "ensemble": train_ds.ds.attrs.get("ensemble", ""), "data": str(train_ds.path.name),
         "swept_parameter": train_ds.parameter, "parameter_units": train_ds.ds.attrs.get("parameter_units", ""),
         "train_values": _run_values(train_ds), "validation_values": _run_values(val_ds),
-        "moving_front": train_ds.moving_front, "mesh_vertices": _mesh_vertices(train_ds)})
+        "moving_front": train_ds.moving_front, "mesh_vertices": _mesh_vertices(train_ds),
+        "split_rule": None if split_rule is None or callable(split_rule) else str(split_rule)})
     from issm_emulator.learning.applicability import training_domain
 
     manifest["domain"] = training_domain(train_ds, mode)
