@@ -38,7 +38,6 @@ from .store import (
     find_runs,
     run_encoding,
 )
-from .sweeps import ensemble_spec
 
 __all__ = ["generate_ensemble", "other_runs_message"]
 
@@ -161,11 +160,7 @@ def generate_ensemble(spec: EnsembleSpec | str, out_dir: str | os.PathLike, *, w
     requested runs only, with ``run`` = their position in ``spec.values``. A failed run does not stop the
     others; a :class:`RuntimeWarning` lists the failures and the combined file records them (``failed_runs``).
     """
-    if isinstance(spec, str):
-        spec = ensemble_spec(spec)
-    if not callable(getattr(spec, "fingerprint", None)) or not hasattr(spec, "value_coords"):
-        raise TypeError(f"spec: expected an EnsembleSpec, a ModelSweepSpec or a sweep name, got "
-                        f"{type(spec).__name__}")
+    # ``spec`` is an EnsembleSpec or a ModelSweepSpec here: the @guarded wrapper resolved and checked it
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from issm_emulator._files import atomic_write  # one atomic writer for the package (re-exported here)
 
 from .layout import ENSEMBLE_FILE, RUNS_DIR, utc_now
 from .spec import EnsembleError, jsonable, scenario_label
@@ -40,21 +41,6 @@ __all__ = [
     "run_encoding",
     "scan_runs",
 ]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it and rename it to ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_write_netcdf(ds: Any, path: str | os.PathLike, *, encoding: Mapping[str, Any] | None = None) -> Path:
