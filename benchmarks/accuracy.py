@@ -128,6 +128,37 @@ def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     return results, notes
 
 
+def evaluate_meshes(args: argparse.Namespace, results: list[dict]) -> list[dict]:
+    """Every Pine Island checkpoint trained on several meshes, evaluated on the other meshes' test runs too
+    (``--data-pig-mesh LABEL=DIR``); its 3 km row comes from ``results``."""
+    from issm_emulator.learning.evaluate import evaluate
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+
+    rows = []
+    for r in results:
+        c = r["ckpt"]
+        if c.scenario != "pig" or not isinstance(load_checkpoint(c.path).manifest.get("extra", {}).get(
+                "mesh_vertices"), list):
+            continue
+        base = r["overall"][("thickness", "all")]["rmse"]
+        rows.append({"name": c.name, "mesh": f"3 km ({r['nv']} vertices)", "thickness": base,
+                     "speed": r["overall"][("speed", "all")]["rmse"], "ratio": 1.0})
+        for item in args.data_pig_mesh:
+            label, folder = item.split("=", 1)
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                print(f"evaluating {c.name} on {folder} ({args.split}) ...", flush=True)
+                ev = evaluate(c.path, Path(folder), args.split, out_dir=tmp, device=args.device,
+                              batch_size=args.batch_size, plots=False)
+            o = _overall(ev.rows)
+            nv = int(ev.runs[0].true["vx"].shape[1]) if ev.runs else 0
+            rows.append({"name": c.name, "mesh": f"{label} ({nv} vertices)", "thickness": o[("thickness", "all")]["rmse"],
+                         "speed": o[("speed", "all")]["rmse"], "ratio": o[("thickness", "all")]["rmse"] / base})
+    return rows
+
+
 def rmse_series(runs) -> tuple[np.ndarray, np.ndarray]:
     """``(time in years since the start, thickness RMSE (m))``: pooled over the runs at each output."""
     if not runs:
@@ -302,10 +333,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 on a busy machine)")
+    ap.add_argument("--data-pig-mesh", action="append", default=[], metavar="LABEL=DIR",
+                    help="a Pine Island ensemble on another mesh (e.g. 2km=/data/pig-melt-2km); checkpoints "
+                         "trained on several meshes are evaluated on it too (repeatable)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     results, notes = evaluate_all(args)
     body = markdown(results, notes, args)
+    meshes = evaluate_meshes(args, results) if args.data_pig_mesh else []
+    if meshes:
+        body += ("\n\n### One checkpoint on several Pine Island meshes\n\n"
+                 "Checkpoints trained on several meshes (`issm-emulator train --data ... --data ...`), on the test "
+                 "runs of each mesh's ensemble; ratio = thickness RMSE over the 3 km figure (target <= 1.5).\n\n"
+                 "| checkpoint | mesh | thickness RMSE (m) | speed RMSE (m/yr) | ratio to 3 km |\n|---|---|---|---|---|\n"
+                 + "\n".join(f"| {m['name']} | {m['mesh']} | {fmt(m['thickness'])} | {fmt(m['speed'])} | "
+                              f"{m['ratio']:.2f} |" for m in meshes))
     fig = plot_series(results, args.out.parent / "figures" / "thickness_rmse_time.png")
     if fig is not None:
         body += (f"\n\n![Thickness RMSE against simulated year]({fig.relative_to(args.out.parent).as_posix()})\n\n"

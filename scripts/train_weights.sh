@@ -5,6 +5,8 @@
 #
 # DATA_DIR holds the ensembles made by the project's own commands:
 #   issm-emulator generate pig-melt --melt-rates 0:70:2 --years 20 --resolution 3km --out DATA_DIR/pig-melt
+#   issm-emulator generate pig-melt --melt-rates 0:70:2 --years 20 --resolution 2km --out DATA_DIR/pig-melt-2km
+#   issm-emulator generate pig-melt --melt-rates 0:70:2 --years 20 --resolution 5km --out DATA_DIR/pig-melt-5km
 #   issm-emulator generate north79-calving --out DATA_DIR/north79-calving
 # Each MODEL is <arch>-<mode>-<scenario> (default: all twelve). Checkpoints, histories and logs go to OUT_DIR.
 # Widths and epochs are chosen so that each training takes minutes on 2 CPU cores (see docs/training.md);
@@ -20,6 +22,9 @@ fi
 # epochs of egcn-direct-pig: where its published training was stopped (the learning-rate schedule is per
 # epoch, so a run with this --epochs reproduces it exactly)
 EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
+# ... then it is fine-tuned on the 2, 3 and 5 km ensembles together (one checkpoint for every Pine Island
+# mesh between 2 and 5 km) for this many epochs (where that training was stopped)
+EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-MESHEPOCHS}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
@@ -38,8 +43,17 @@ for name in "${models[@]}"; do
   # the EGCN's direct mode is time-decoded (one graph pass per run, all 240 monthly outputs as targets):
   # many cheap epochs instead of few expensive ones
   if [ "$arch-$mode-$scenario" = egcn-direct-pig ]; then stride=1; epochs=$EGCN_DIRECT_PIG_EPOCHS; decay=0.99; patience=40; fi
+  target=$out/$name.pt
+  if [ "$name" = egcn-direct-pig ]; then target=$out/egcn-direct-pig-3km.pt; fi
   echo "== $name: $(date -u +%FT%TZ)"
-  "$bin" train --data "$ens" --model "$arch" --mode "$mode" --out "$out/$name.pt" --epochs "$epochs" \
+  "$bin" train --data "$ens" --model "$arch" --mode "$mode" --out "$target" --epochs "$epochs" \
     --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
     --patience "$patience" --seed 0 --device cpu --no-progress --resume "${extra[@]}"
+  if [ "$name" = egcn-direct-pig ]; then
+    echo "== $name on the 2, 3 and 5 km meshes: $(date -u +%FT%TZ)"
+    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" \
+      --model egcn --mode direct --init "$target" --out "$out/$name.pt" --epochs "$EGCN_DIRECT_PIG_MESH_EPOCHS" \
+      --batch-size 4 --lr 5e-4 --lr-decay 0.97 --time-stride 1 --patience 10 --seed 0 --device cpu \
+      --no-progress --resume
+  fi
 done
