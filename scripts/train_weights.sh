@@ -24,7 +24,7 @@ fi
 EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 # ... then it is fine-tuned on the 2, 3 and 5 km ensembles together (one checkpoint for every Pine Island
 # mesh between 2 and 5 km) for this many epochs (where that training was stopped)
-EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-MESHEPOCHS}
+EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do

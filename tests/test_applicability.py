@@ -252,6 +252,7 @@ def _cases():
         "square sheet/shelf": lambda: square_sheet_shelf(),
         "ISSM test 504 set-up": lambda: pine_island(20e3, 10.0, years=2, time_step=1.0),
         "Pine Island 5 km": lambda: pine_island(5e3, 10.0, years=1.0 / 12.0),
+        "Pine Island 10 km": lambda: pine_island(10e3, 10.0, years=1.0 / 12.0),
         "Pine Island 3 km, yearly steps": lambda: pine_island(3e3, 10.0, years=2, time_step=1.0),
     }
 
@@ -265,6 +266,14 @@ def test_issue_cases_refuse_and_default_falls_back_to_fem(issm_data_dir, publish
             issm_emulator.solve(md, "Transient", solver=arch, checkpoint=f"{arch}-step-pig", device="cpu")
         assert info.value.violations and not hasattr(md.results, "TransientSolution")
     md = build()
+    if case == "Pine Island 5 km":
+        # the published EGCN direct checkpoint was trained on the 2, 3 and 5 km meshes: the default emulates
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            issm_emulator.solve(md, "Transient", device="cpu")
+        info = issm_emulator.solve_info(md)
+        assert (info["solver"], info["mode"], info["checkpoint"]["name"]) == ("egcn", "direct", "egcn-direct-pig")
+        return
     with pytest.warns(FallbackWarning, match="solved with 'fem'"):
         issm_emulator.solve(md, "Transient", device="cpu")
     assert issm_emulator.solve_info(md)["solver"] == "fem"
