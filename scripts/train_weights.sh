@@ -43,6 +43,8 @@ for name in "${models[@]}"; do
   # the EGCN's direct mode is time-decoded (one graph pass per run, all 240 monthly outputs as targets):
   # many cheap epochs instead of few expensive ones
   if [ "$arch-$mode-$scenario" = egcn-direct-pig ]; then stride=1; epochs=$EGCN_DIRECT_PIG_EPOCHS; decay=0.99; patience=40; fi
+  # the same for 79N (8 training runs of 120 outputs: about a second per epoch)
+  if [ "$arch-$mode-$scenario" = egcn-direct-north79 ]; then stride=1; epochs=300; decay=0.99; patience=40; fi
   target=$out/$name.pt
   if [ "$name" = egcn-direct-pig ]; then target=$out/egcn-direct-pig-3km.pt; fi
   echo "== $name: $(date -u +%FT%TZ)"

@@ -147,8 +147,8 @@ def test_killed_generation_leaves_no_workers(tmp_path, sig):
         workers = _wait_markers(markers, 2, proc)
         assert proc.pid not in workers
         proc.send_signal(sig)
-        proc.wait(timeout=30)
-        end = time.monotonic() + 10
+        proc.wait(timeout=120)  # generous: the machine may be busy
+        end = time.monotonic() + 60
         while any(_alive(p) for p in workers) and time.monotonic() < end:
             time.sleep(0.1)
         assert not [p for p in workers if _alive(p)], f"workers left running after {sig.name}"
