@@ -308,3 +308,14 @@ def test_corrupted_bundled_weights_are_refused(tmp_path, monkeypatch):
         weights.default_checkpoint("egcn", "step")
     entry = next(e for e in catalog.catalog(sources=("bundled",)) if e.name == "egcn-step-pig")
     assert entry.error and "hash" in entry.error
+
+
+def test_calibration_fits_a_power_law_and_never_ranks_backwards():
+    from issm_emulator.solvers.emulator.indicator import calibrate
+
+    yts = 365.0 * 24 * 3600
+    c = np.array([10.0, 20.0, 40.0, 80.0]) / yts  # Picard corrections, m/s
+    cal = calibrate(c, 3.0 * (c * yts) ** 0.5 / yts, yts=yts)  # e = 3 sqrt(c) (m/yr)
+    assert cal["b"] == pytest.approx(0.5) and np.exp(cal["a"]) == pytest.approx(3.0) and cal["spearman"] == 1.0
+    backwards = calibrate(c, 1000.0 / (c * yts) / yts, yts=yts)  # errors falling as c grows: not trusted
+    assert backwards["b"] == 1.0 and "proportional" in backwards["kind"] and backwards["spearman"] == -1.0
