@@ -44,7 +44,10 @@ def _spec(values, years=1.0):
 
 
 def _start_generation(out: Path, markers: Path, values, workers: int, **env) -> subprocess.Popen:
-    code = ("import sys; from tests.test_guard import _spec; from issm_emulator.datasets import generate_ensemble; "
+    # Ctrl-C as in a terminal: a process started in the background by a non-interactive shell (as CI may
+    # run the suite) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from tests.test_guard import _spec; from issm_emulator.datasets import generate_ensemble; "
             f"generate_ensemble(_spec({values!r}), sys.argv[1], workers={workers}, progress=False, check_disk=False)")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "GUARD_TEST_MARKERS": str(markers),
                 "GUARD_TEST_SLEEP": "300", **env}
