@@ -25,6 +25,8 @@ EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 # ... then it is fine-tuned on the 2, 3 and 5 km ensembles together (one checkpoint for every Pine Island
 # mesh between 2 and 5 km) for this many epochs (where that training was stopped)
 EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
+# egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets)
+EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
@@ -47,6 +49,7 @@ for name in "${models[@]}"; do
   if [ "$arch-$mode-$scenario" = egcn-direct-north79 ]; then stride=1; epochs=300; decay=0.99; patience=40; fi
   target=$out/$name.pt
   if [ "$name" = egcn-direct-pig ]; then target=$out/egcn-direct-pig-3km.pt; fi
+  if [ "$name" = egcn-step-pig ]; then target=$out/egcn-step-pig-stage1.pt; fi
   echo "== $name: $(date -u +%FT%TZ)"
   "$bin" train --data "$ens" --model "$arch" --mode "$mode" --out "$target" --epochs "$epochs" \
     --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
@@ -57,5 +60,11 @@ for name in "${models[@]}"; do
       --model egcn --mode direct --init "$target" --out "$out/$name.pt" --epochs "$EGCN_DIRECT_PIG_MESH_EPOCHS" \
       --batch-size 4 --lr 5e-4 --lr-decay 0.97 --time-stride 1 --patience 10 --seed 0 --device cpu \
       --no-progress --resume
+  fi
+  if [ "$name" = egcn-step-pig ]; then
+    echo "== $name, second stage: $(date -u +%FT%TZ)"
+    "$bin" train --data "$ens" --model egcn --mode step --init "$target" --out "$out/$name.pt" \
+      --epochs "$EGCN_STEP_PIG_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 12 --patience 5 \
+      --seed 0 --device cpu --no-progress --resume "${extra[@]}"
   fi
 done
