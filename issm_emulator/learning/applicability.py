@@ -120,11 +120,11 @@ def _train_positions(ckpt: Checkpoint, ds: EnsembleDataset) -> list[int] | None:
     values = (ckpt.manifest.get("extra") or {}).get("train_values")
     if not values:
         return None
-    want = np.asarray(values, float)
+    want = [np.atleast_1d(np.asarray(v, float)) for v in values]
     out = []
     for p in range(ds.ds.sizes["run"]):
-        v = np.asarray(ds.ds[ds.parameter].values[p], float) if ds.parameter in ds.ds.variables else None
-        if v is not None and np.any(np.isclose(want, v, rtol=1e-9, atol=1e-12)):
+        v = np.atleast_1d(np.asarray(ds.run_value(p), float))
+        if any(w.shape == v.shape and np.allclose(w, v, rtol=1e-9, atol=1e-12) for w in want):
             out.append(p)
     return out or None
 

@@ -55,9 +55,6 @@ class EnsembleCollection(ConcatDataset):
                 out[k] = (min(a, lo), max(b, hi))
         return out
 
-    def run_values(self) -> list[Any]:
-        return [v for d in self.parts for v in (d.run_arrays(p).value for p in d.run_positions)]
-
     def __repr__(self) -> str:
         return f"EnsembleCollection({', '.join(str(d.path) for d in self.parts)}; {len(self)} samples)"
 

@@ -287,6 +287,16 @@ class EnsembleDataset(Dataset):
                               RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ runs
+    def _value_of(self, r: Any) -> Any:
+        """The swept value of a run (one run of the file): a number, or a tuple for several parameters."""
+        names = [n for n in (_parse_json_attr(self.ds, "parameters") or [self.parameter]) if n in r.coords]
+        return (r[names[0]].values.item() if len(names) == 1
+                else tuple(r[n].values.item() for n in names) if names else None)
+
+    def run_value(self, position: int) -> Any:
+        """The swept value of the run at ``position``, read from the coordinates only (no fields loaded)."""
+        return self._value_of(self.ds.isel(run=int(position)))
+
     def run_arrays(self, position: int) -> RunArrays:
         """The run at ``position`` (along the file's run axis) in SI units, from the cache or the file."""
         position = int(position)
@@ -307,9 +317,7 @@ class EnsembleDataset(Dataset):
             if name in r:
                 a = np.asarray(r[name].values, float)
                 static[name] = a / yts if name in _RATES else a
-        names = [n for n in (_parse_json_attr(self.ds, "parameters") or [self.parameter]) if n in r.coords]
-        value = (r[names[0]].values.item() if len(names) == 1
-                 else tuple(r[n].values.item() for n in names) if names else None)
+        value = self._value_of(r)
         run = int(r["run"].values) if "run" in r.coords else position
         arrays = RunArrays(position, run, value, time, fields, static)
         arrays.features = self._static_features(arrays)

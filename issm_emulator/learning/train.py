@@ -544,7 +544,7 @@ def _run_values(dataset: Any) -> list[Any]:
     """The swept parameter's value of every run of a dataset (or collection)."""
     from issm_emulator.learning.collection import parts
 
-    return [d.run_arrays(p).value for d in parts(dataset) for p in d.run_positions]
+    return [d.run_value(p) for d in parts(dataset) for p in d.run_positions]
 
 
 def _mesh_vertices(dataset: Any) -> Any:

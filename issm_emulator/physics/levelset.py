@@ -379,23 +379,33 @@ def distance_to_front(mesh: P1Mesh, phi: np.ndarray, points: tuple[np.ndarray, n
     segs = zero_contour_segments(mesh, phi)
     if segs.shape[0] == 0:
         return np.full(px.shape[0], np.inf)
-    mid = 0.5 * (segs[:, :2] + segs[:, 2:])
-    half = 0.5 * np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1])
-    rmax = float(half.max())
-    tree = cKDTree(mid)
-    q = np.column_stack([px, py])
-    _, nearest = tree.query(q)
-    dbest = _point_segment_distance(px, py, segs[nearest])
-    cand = tree.query_ball_point(q, dbest + rmax + 1e-9 * (1.0 + dbest))
-    counts = np.fromiter((len(c) for c in cand), dtype=np.int64, count=len(cand))
-    if counts.sum() == 0:
-        return dbest
-    rows = np.repeat(np.arange(q.shape[0]), counts)
-    cols = np.fromiter((j for c in cand for j in c), dtype=np.int64, count=int(counts.sum()))
+    _, dbest, rows, cols = _segment_candidates(px, py, segs, _point_segment_distance, lambda d: d)
     d = _point_segment_distance(px[rows], py[rows], segs[cols])
     out = dbest.copy()
     np.minimum.at(out, rows, d)
     return out
+
+
+def _segment_candidates(px: np.ndarray, py: np.ndarray, segs: np.ndarray, dist, radius):
+    """The segments that may be nearest to each point: ``(nearest, dbest, rows, cols)``.
+
+    A k-d tree on the segment midpoints gives each point's nearest midpoint, ``nearest``, and ``dbest =
+    dist(point, segs[nearest])``; a segment of half-length <= r_max whose midpoint is farther than
+    ``radius(dbest) + r_max`` cannot be closer, so the candidate pairs are the points ``rows`` and segments
+    ``cols`` within that ball (``radius`` turns ``dbest`` into a length, e.g. a square root).
+    """
+    half = 0.5 * np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1])
+    rmax = float(half.max())
+    tree = cKDTree(0.5 * (segs[:, :2] + segs[:, 2:]))
+    q = np.column_stack([px, py])
+    _, nearest = tree.query(q)
+    dbest = dist(px, py, segs[nearest])
+    r = radius(dbest)
+    cand = tree.query_ball_point(q, r + rmax + 1e-9 * (1.0 + r))
+    counts = np.fromiter((len(c) for c in cand), dtype=np.int64, count=len(cand))
+    rows = np.repeat(np.arange(q.shape[0]), counts)
+    cols = np.fromiter((j for c in cand for j in c), dtype=np.int64, count=int(counts.sum()))
+    return nearest, dbest, rows, cols
 
 
 def issm_isovalue_segments(mesh: P1Mesh, phi: np.ndarray) -> np.ndarray:
@@ -515,17 +525,7 @@ def issm_distance_to_segments(px: np.ndarray, py: np.ndarray, segs: np.ndarray) 
     nv = px.size
     if segs.shape[0] == 0:
         return np.full(nv, np.inf)
-    mid = 0.5 * (segs[:, :2] + segs[:, 2:])
-    half = 0.5 * np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1])
-    rmax = float(half.max())
-    tree = cKDTree(mid)
-    q = np.column_stack([px, py])
-    _, nearest = tree.query(q)
-    dbest = _issm_d2(px, py, segs[nearest])
-    cand = tree.query_ball_point(q, np.sqrt(dbest) + rmax + 1e-9 * (1.0 + np.sqrt(dbest)))
-    counts = np.fromiter((len(c) for c in cand), dtype=np.int64, count=nv)
-    rows = np.repeat(np.arange(nv), counts)
-    cols = np.fromiter((j for c in cand for j in c), dtype=np.int64, count=int(counts.sum()))
+    nearest, dbest, rows, cols = _segment_candidates(px, py, segs, _issm_d2, np.sqrt)  # dbest squared
     d = _issm_d2(px[rows], py[rows], segs[cols])
     dstar = dbest.copy()
     np.minimum.at(dstar, rows, d)

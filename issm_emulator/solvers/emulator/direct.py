@@ -204,13 +204,14 @@ def _restart_state(state: ModelState, step: dict[str, Any] | None) -> ModelState
 
 
 def _fem_fallback(state: ModelState, steps: list[dict[str, Any]], residuals: list[dict | None],
-                  indicator: Indicator) -> tuple[list[dict[str, Any]], int]:
+                  indicator: Indicator) -> list[dict[str, Any]]:
     """Replace the output steps from the first one whose indicator exceeds the tolerance by a ``fem`` run
     restarted from the last accepted output whose step number is a multiple of the output frequency (or
-    from the initial state). Returns the steps and the number of time steps ``fem`` solved."""
+    from the initial state). Returns the steps; ``indicator.fallback_steps`` counts the time steps ``fem``
+    solved."""
     bad = next((i for i, r in enumerate(residuals) if indicator.exceeds(r)), None)
     if bad is None:
-        return steps, 0
+        return steps
     from issm_emulator.solvers.fem import FEMSolver
 
     freq = max(int(state.output_frequency), 1)
@@ -225,7 +226,7 @@ def _fem_fallback(state: ModelState, steps: list[dict[str, Any]], residuals: lis
         if k in wanted:
             redone.append({**s, "step": k})
     indicator.fallback_steps += int(fem.info.get("nsteps", len(fem.steps)))
-    return steps[:(start + 1 if start is not None else 0)] + redone, int(fem.info.get("nsteps", 0))
+    return steps[:(start + 1 if start is not None else 0)] + redone
 
 
 def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Sequence[ModelState], *,
@@ -275,7 +276,7 @@ def direct_transient_many(checkpoint: Checkpoint | str | os.PathLike, states: Se
     for m in range(len(states)):
         steps = per_member[m]
         if fallback is not None:
-            steps, _ = _fem_fallback(states[m], steps, residuals[m], indicators[m])
+            steps = _fem_fallback(states[m], steps, residuals[m], indicators[m])
         info = {"mode": "direct", "nsteps": nsteps[m], "outputs": len(steps), **net.runtime_info(),
                 "ensemble_size": len(states), "fallback_steps": indicators[m].fallback_steps}
         results.append(SolverResult(TRANSIENT, steps, info))
