@@ -152,6 +152,20 @@ def test_batched_equals_unbatched():
         start = stop
 
 
+def test_precomputed_geometry_gives_the_same_outputs():
+    """``forward(..., geometry=EGCN.graph_geometry(graph, dtype))`` (the runtime's cached geometry) is the
+    same function as the geometry computed inside the pass, on one graph and on a batch."""
+    model = perturbed_egcn(6)
+    x, y, tri = random_mesh(6, n=30)
+    g = graph(x, y, tri)
+    s, v = torch.randn(30, 5, dtype=F64), torch.randn(30, 3, 2, dtype=F64)
+    for gr, ss, vv in ((g, s, v), (Batch.from_data_list([g, g]), torch.cat([s, s]), torch.cat([v, v]))):
+        inside = model(gr, ss, vv)
+        given = model(gr, ss, vv, geometry=EGCN.graph_geometry(gr, F64))
+        for name in inside:
+            assert torch.equal(inside[name], given[name]), name
+
+
 def test_reset_parameters_changes_weights():
     model = perturbed_egcn(5)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -158,3 +158,25 @@ def test_solver_options_are_checked():
         s.check_options({"threads": 0})
     with pytest.raises(UnsupportedOptionError, match="compile"):
         s.check_options({"compile": "yes"})
+
+
+def test_edge_geometry_is_computed_once_per_graph_not_per_pass(tmp_path, shelf_state, monkeypatch):
+    """A step rollout computes the EGCN's edge geometry once for its graph and passes it to every forward
+    pass; the result is the same as with the geometry computed inside each pass."""
+    from issm_emulator.nn.egcn import EGCN
+
+    ck = make_checkpoint(tmp_path / "g.pt", "egcn", "step", shelf_state)
+    ref = rollout_step(ck, shelf_state)
+    calls = []
+    original = EGCN.graph_geometry
+
+    def counted(graph, dtype):
+        calls.append(dtype)
+        return original(graph, dtype)
+
+    monkeypatch.setattr(EGCN, "graph_geometry", staticmethod(counted))
+    res = rollout_step(ck, shelf_state)
+    assert res.info["forward_passes"] == len(res.steps) > 1 and len(calls) == 1
+    for a, b in zip(ref.steps, res.steps):
+        np.testing.assert_array_equal(a["Vx"], b["Vx"])
+        np.testing.assert_array_equal(a["Thickness"], b["Thickness"])

@@ -66,6 +66,12 @@ def _split_rule(text: str | None) -> object:
 @click.option("--noise-targets", type=click.Choice(["keep", "ssa"]), default="keep", show_default=True,
               help="With --input-noise: keep the true velocity as the target, or solve the stress balance of the "
                    "perturbed geometry with fem (ssa).")
+@click.option("--previous-velocity", is_flag=True,
+              help="Step mode: the velocity at the start of the step is an input too (a warm start the network "
+                   "corrects, as fem's Picard iterations start from the previous velocity).")
+@click.option("--velocity-noise", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --previous-velocity: std of a smooth perturbation of that input velocity, as a "
+                   "fraction of the local speed, so the network learns to correct a wrong warm start.")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
@@ -74,8 +80,8 @@ def _split_rule(text: str | None) -> object:
 def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
-                  input_noise: float, noise_targets: str, split: str | None, init_from: Path | None, resume: bool,
-                  no_progress: bool) -> None:
+                  input_noise: float, noise_targets: str, previous_velocity: bool, velocity_noise: float,
+                  split: str | None, init_from: Path | None, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
     the validation split (see --split for the rule)."""
     from issm_emulator.learning.train import history_paths, train
@@ -90,7 +96,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      progress=not no_progress, time_stride=time_stride,
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
-                     noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from)
+                     noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from,
+                     previous_velocity=previous_velocity, velocity_noise=velocity_noise)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

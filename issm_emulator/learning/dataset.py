@@ -226,7 +226,7 @@ class EnsembleDataset(Dataset):
         if moving_front is None:
             moving_front = self._detect_moving_front()
         self.moving_front = bool(moving_front)
-        self.spec = spec if spec is not None else default_spec(self.mode, self.parameters, self.moving_front)
+        self.spec = spec if spec is not None else self.default_spec()
         self._cache: OrderedDict[int, RunArrays] = OrderedDict()
         self._cache_bytes = int(cache_bytes)
         keep = None
@@ -368,6 +368,10 @@ class EnsembleDataset(Dataset):
 
         per_run = [self.forcing(q) for q in self.run_positions]
         return {p: value_range([f[p] for f in per_run]) for p in self.spec.parameters}
+
+    def default_spec(self) -> FeatureSpec:
+        """The features used when none are given: :func:`~issm_emulator.nn.features.default_spec`."""
+        return default_spec(self.mode, self.parameters, self.moving_front)
 
     def state_arrays(self, position: int, k: int) -> dict[str, Any]:
         """Every feature array (by feature name, SI) of the state at output ``k`` (0 = initial)."""
@@ -555,24 +559,45 @@ class StepDataset(EnsembleDataset):
     the run's rebuilt model (:meth:`run_state`): the network then learns how the velocity answers a geometry
     off the training trajectories, which is what a rollout needs, instead of learning to ignore the change.
     Step-mode networks predict velocity only (no scalar outputs).
+
+    ``previous_velocity=True`` adds the velocity of output ``k - 1`` (the step's start) to the inputs
+    (:func:`~issm_emulator.nn.features.default_spec`); ``velocity_noise`` (a fraction, default 0) then
+    perturbs that input velocity by a smooth random field of that standard deviation relative to the local
+    speed, each component independently, while the target stays the velocity of the (possibly perturbed)
+    geometry: the network learns to move a wrong warm start towards the stress balance, which is what keeps
+    its rollouts from drifting.
+
+    ``noise_seed`` fixes the perturbations: sample ``(run, k)`` then always gets the same ones (drawn from
+    ``numpy.random.default_rng([noise_seed, run, k])``), as a validation split needs to compare epochs;
+    without it they are drawn anew each time from torch's generator.
     """
 
     mode = "step"
 
-    def __init__(self, *args: Any, input_noise: float = 0.0, noise_targets: str = "keep", **kwargs: Any):
+    def __init__(self, *args: Any, input_noise: float = 0.0, noise_targets: str = "keep",
+                 previous_velocity: bool = False, velocity_noise: float = 0.0, noise_seed: int | None = None,
+                 **kwargs: Any):
         if not (np.isfinite(input_noise) and input_noise >= 0):
             raise DatasetError(f"input_noise must be a non-negative thickness (m), got {input_noise!r}")
         if noise_targets not in ("keep", "ssa"):
             raise DatasetError(f"noise_targets must be 'keep' or 'ssa', got {noise_targets!r}")
+        if not (np.isfinite(velocity_noise) and velocity_noise >= 0):
+            raise DatasetError(f"velocity_noise must be a non-negative fraction of the speed, got {velocity_noise!r}")
         self.input_noise = float(input_noise)
         self.noise_targets = noise_targets
+        self.previous_velocity = bool(previous_velocity)
+        self.velocity_noise = float(velocity_noise)
+        self.noise_seed = None if noise_seed is None else int(noise_seed)
         super().__init__(*args, **kwargs)
+        if self.velocity_noise and "velocity" not in self.spec.vectors:
+            raise DatasetError("velocity_noise perturbs the input velocity: it needs previous_velocity=True (a "
+                               "spec with the 'velocity' input)")
         self._neighbours = None
         self._pmesh_ssa = None
 
     def __getitem__(self, index: int) -> Data:
         if self.input_noise <= 0 or self.noise_targets == "keep":
-            return super().__getitem__(index)
+            return super().__getitem__(index)  # the true velocity of output k (input_arrays adds any noise)
         # 'ssa': the target is the stress balance of the perturbed geometry, solved by fem's SSA from the
         # true velocity, so the network learns how the velocity answers a geometry off the trajectory
         from issm_emulator.physics.fe import P1Mesh
@@ -595,25 +620,36 @@ class StepDataset(EnsembleDataset):
                     y_scalars=torch.zeros((g.num_nodes, 0), dtype=self.dtype), run=torch.tensor([p]),
                     k=torch.tensor([k]))
 
-    def _smooth_noise(self, nv: int) -> np.ndarray:
+    def _smooth_noise(self, nv: int, rng: np.random.Generator | None = None) -> np.ndarray:
         if self._neighbours is None:
             import scipy.sparse as sp
 
             src, dst = self._edge_index
             adj = sp.csr_matrix((np.ones(src.size), (dst, src)), shape=(nv, nv)) + sp.identity(nv, format="csr")
             self._neighbours = sp.diags(1.0 / np.asarray(adj.sum(1)).ravel()) @ adj
-        seed = int(torch.randint(0, 2 ** 31 - 1, (1,)).item())
-        eps = np.random.default_rng(seed).standard_normal(nv)
+        if rng is None:
+            rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, (1,)).item()))
+        eps = rng.standard_normal(nv)
         eps = self._neighbours @ (self._neighbours @ eps)
         return eps / max(float(eps.std()), 1e-12)
 
+    def default_spec(self) -> FeatureSpec:
+        return default_spec(self.mode, self.parameters, self.moving_front, previous_velocity=self.previous_velocity)
+
     def input_arrays(self, position: int, k: int) -> dict[str, Any]:
         arrays = self.state_arrays(position, k - 1)
+        rng = None if self.noise_seed is None else np.random.default_rng([self.noise_seed, int(position), int(k)])
+        if self.velocity_noise > 0:
+            v = np.asarray(arrays["velocity"], float)
+            nv = v.shape[0]
+            noise = np.stack([self._smooth_noise(nv, rng), self._smooth_noise(nv, rng)], axis=1)
+            arrays = dict(arrays)
+            arrays["velocity"] = v + self.velocity_noise * np.hypot(v[:, 0], v[:, 1])[:, None] * noise
         if self.input_noise <= 0:
             return arrays
         h = np.asarray(arrays["thickness"], float)
         ice = (np.asarray(arrays["ice_levelset"], float) < 0) & (h > 1.0)
-        dh = np.where(ice, self.input_noise * self._smooth_noise(h.size), 0.0)
+        dh = np.where(ice, self.input_noise * self._smooth_noise(h.size, rng), 0.0)
         dh = np.maximum(h + dh, np.minimum(h, 1.0)) - h               # never below 1 m (or below the data)
         static = self.run_arrays(position).static
         ratio = float(np.nanmean(static["rho_ice"]) / np.nanmean(static["rho_water"])) \

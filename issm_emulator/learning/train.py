@@ -228,7 +228,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           progress: bool = True, deterministic: bool = True, cache_bytes: int = 2 * 1024 ** 3,
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
-          calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None) -> Path:
+          calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None,
+          previous_velocity: bool = False, velocity_noise: float = 0.0) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -263,6 +264,11 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
     noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
         balance of the perturbed geometry solved by ``fem`` (the ensemble's models are rebuilt for it)
+    previous_velocity : step mode: the velocity at the start of the step is an input too (a warm start the
+        network corrects; :func:`~issm_emulator.nn.features.default_spec`)
+    velocity_noise : with ``previous_velocity``: standard deviation of the smooth perturbation of that input
+        velocity, as a fraction of the local speed; the validation inputs get it too, drawn once per sample
+        (``seed``), so that the kept epoch is the one that corrects a wrong warm start best
     init_from : a checkpoint to fine-tune: its network (architecture, sizes, weights) and normalisers are
         the starting point (``hidden``, ``layers``, ``model_options`` are then taken from it), e.g. to extend a
         network trained on one mesh to a collection of meshes
@@ -310,8 +316,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           resume=resume, progress=progress, cache_bytes=cache_bytes, time_stride=time_stride,
                           callback=callback, decoder=decoder, input_noise=input_noise,
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
-                          init_from=init_from,
-                          world=world, rank=rank)
+                          init_from=init_from, previous_velocity=previous_velocity,
+                          velocity_noise=velocity_noise, world=world, rank=rank)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -323,13 +329,20 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            split_rule: Any, model_options: Mapping[str, Any], num_workers: int, resume: bool, progress: bool,
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
-           calibrate_indicator: bool = True, init_from: Any = None) -> Path:
+           calibrate_indicator: bool = True, init_from: Any = None, previous_velocity: bool = False,
+           velocity_noise: float = 0.0) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
     noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
     if noise and mode != "step":
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
+    if (previous_velocity or velocity_noise) and mode != "step":
+        raise ValueError("previous_velocity and velocity_noise are step-mode options")
+    if velocity_noise and not previous_velocity:
+        raise ValueError("velocity_noise perturbs the previous velocity input: it needs previous_velocity=True")
+    if previous_velocity:
+        noise = {**noise, "previous_velocity": True, "velocity_noise": float(velocity_noise)}
     from issm_emulator.learning.collection import EnsembleCollection, is_collection
 
     def split_dataset(split: str, **extra: Any) -> Any:
@@ -348,10 +361,14 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         raise DatasetError(f"{train_ds.path}: the training split has no samples"
                            + empty_split_hint(split_rule, train_ds))
     spec = train_ds.spec
+    # a warm-start network is validated on warm starts as wrong as those it trains on (fixed per sample, so
+    # epochs compare): on exact ones, copying the input would look best
+    val_noise = {"velocity_noise": float(velocity_noise), "noise_seed": seed} if velocity_noise else {}
     if is_collection(data):
-        val_ds = split_dataset("validation", spec=spec)
+        val_ds = split_dataset("validation", spec=spec, **val_noise)
     else:
-        val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw)
+        val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw,
+                              **val_noise)
     start = None
     if init_from is not None:  # fine-tuning: the checkpoint's network and normalisers, as they are
         from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
@@ -403,6 +420,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
               "model_options": dict(model_options), "world_size": world, "device": str(dev.type),
               "decoder": decoder, "input_noise": input_noise, "noise_targets": noise_targets,
               "init_from": None if start is None else {"path": str(init_from), "sha256": start.content_sha256}}
+    if previous_velocity:  # recorded only when used, so that runs from before the option still resume
+        config.update(previous_velocity=True, velocity_noise=float(velocity_noise))
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1

@@ -421,12 +421,21 @@ class EGCN(nn.Module):
         if self.scalar_skip is not None:
             nn.init.zeros_(self.scalar_skip.weight)
 
-    def _trunk_xy(self, graph: Any, scalars: Tensor, vectors: Tensor,
-                  edge_attr: Tensor | None) -> tuple[Tensor, Tensor, EdgeGeometry]:
+    @staticmethod
+    def graph_geometry(graph: Any, dtype: torch.dtype) -> EdgeGeometry:
+        """The :class:`EdgeGeometry` of ``graph`` (Data or Batch) that every layer shares, in ``dtype``.
+
+        It depends on the graph alone: a caller that runs many passes on one graph (the emulator runtime)
+        computes it once and passes it to :meth:`forward` as ``geometry``."""
         pos, edge_index = graph_parts(graph)
+        vec = edge_vectors(graph, pos, edge_index).to(dtype)
+        return edge_geometry(edge_index, vec, pos.shape[0])
+
+    def _trunk_xy(self, graph: Any, scalars: Tensor, vectors: Tensor, edge_attr: Tensor | None,
+                  geometry: EdgeGeometry | None = None) -> tuple[Tensor, Tensor, EdgeGeometry]:
+        pos, _ = graph_parts(graph)
         check_inputs(self, pos, scalars, vectors)
-        vec = edge_vectors(graph, pos, edge_index).to(scalars.dtype)
-        geom = edge_geometry(edge_index, vec, pos.shape[0])  # shared by every layer
+        geom = geometry if geometry is not None else self.graph_geometry(graph, scalars.dtype)
         h = self.encoder(torch.cat([scalars, safe_norm(vectors)], dim=-1))
         v = self.vector_encoder(vectors.transpose(1, 2))  # (n, 2, vector_hidden): x and y blocks
         for layer in self.layers:
@@ -443,14 +452,15 @@ class EGCN(nn.Module):
         h, v, _ = self._trunk_xy(graph, scalars, vectors, edge_attr)
         return h, v.transpose(1, 2)
 
-    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
-                edge_attr: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor, edge_attr: Tensor | None = None, *,
+                geometry: EdgeGeometry | None = None) -> dict[str, Tensor]:
         """Predict ``{'velocity': (n, 2), <scalar output>: (n,), ...}`` on ``graph`` (Data or Batch).
 
         ``graph`` supplies ``pos`` (n, 2) and ``edge_index`` (2, E); ``scalars`` is ``(n, S)``,
-        ``vectors`` ``(n, C_v, 2)``; ``edge_attr`` (E, edge_attr_dim) must be invariant.
+        ``vectors`` ``(n, C_v, 2)``; ``edge_attr`` (E, edge_attr_dim) must be invariant. ``geometry``:
+        :meth:`graph_geometry` of ``graph`` when the caller has it already (computed here otherwise).
         """
-        h, v, geom = self._trunk_xy(graph, scalars, vectors, edge_attr)
+        h, v, geom = self._trunk_xy(graph, scalars, vectors, edge_attr, geometry)
         _, vel = self.velocity_decoder.forward_xy(h, v, geom, edge_attr)
         vel = vel[:, :, 0] + (self.input_gate(h).unsqueeze(-1) * vectors).sum(1)
         out = {"velocity": vel}

@@ -145,7 +145,7 @@ class FeatureSpec:
 
 
 def default_spec(mode: str = "step", parameters: Iterable[str] = ("melt_rate",),
-                 moving_front: bool = False) -> FeatureSpec:
+                 moving_front: bool = False, previous_velocity: bool = False) -> FeatureSpec:
     """The feature set used by the built-in emulators.
 
     ``mode='direct'`` (the seed's method) predicts velocity and thickness (and the ice level set when the
@@ -155,14 +155,23 @@ def default_spec(mode: str = "step", parameters: Iterable[str] = ("melt_rate",),
     of the inputs keeps the network's own errors from feeding back into its next prediction along a rollout
     (with it, a network learns "next velocity = previous velocity + a small change" and drifts, and it
     cannot handle the first step, where the previous velocity is an observation rather than a solution).
+
+    ``previous_velocity=True`` (step mode) adds the velocity at the start of the step as the first vector
+    input: the network then corrects a warm start, as ``fem``'s Picard iterations start from the previous
+    step's velocity, and a much smaller network can do that than one that must solve the stress balance
+    from the geometry alone. It is trained against the drift described above with a perturbed input
+    velocity (``velocity_noise`` of :class:`~issm_emulator.learning.dataset.StepDataset`), so that it learns
+    to move a wrong velocity towards the stress balance of the geometry instead of copying it.
     """
     if mode not in ("direct", "step"):
         raise ValueError(f"mode must be 'direct' or 'step', got {mode!r}")
+    if previous_velocity and mode != "step":
+        raise ValueError("previous_velocity is a step-mode option (direct mode always has the initial velocity)")
     scalars = ["thickness", "bed", "surface", "base", "ocean_levelset", "ice_levelset",
                "friction_coefficient", "rheology_B", "smb", "dirichlet_mask", "is_boundary", "is_front"]
     scalars += [p for p in parameters if p not in scalars]
     vectors = ["surface_gradient", "bed_gradient", "velocity_dirichlet"]
-    if mode == "direct":  # the initial velocity is part of the initial state the prediction starts from
+    if mode == "direct" or previous_velocity:  # the initial velocity (direct) or the step's start (step)
         vectors.insert(0, "velocity")
     outputs: tuple[str, ...] = ()
     if mode == "direct":

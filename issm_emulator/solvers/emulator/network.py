@@ -221,6 +221,7 @@ class BoundNetwork:
         self.graph = graph
         self.nv = state.numberofvertices
         self._batches: dict[int, Any] = {}
+        self._geometry: dict[int, Any] = {}  # id(batch) -> the EGCN's edge geometry of that (cached) batch
         self.forward_passes = 0
         self.graphs_evaluated = 0
         self.decoded_times = 0
@@ -239,17 +240,23 @@ class BoundNetwork:
         return self.policy.graphs_per_pass(self.device, self.nv, n_graphs)
 
     def _forward(self, graph: Any, s: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        kw = {}
+        if hasattr(self.model, "graph_geometry") and not self.decodes_time:  # EGCN: edge geometry once per graph
+            geom = self._geometry.get(id(graph))
+            if geom is None:
+                geom = self._geometry[id(graph)] = self.model.graph_geometry(graph, self.dtype)
+            kw["geometry"] = geom
         if self._run is self.model or self.compile_first_call_s is not None:
-            return self._run(graph, s, v)
+            return self._run(graph, s, v, **kw)
         t0 = time.perf_counter()
         try:
-            out = self._run(graph, s, v)
+            out = self._run(graph, s, v, **kw)
         except Exception as err:  # noqa: BLE001 - a failed compilation falls back to the eager network
             self.compile_fallback = f"torch.compile failed at the first call: {type(err).__name__}: {err}"
             warnings.warn(f"compile=True: running the network eagerly instead ({self.compile_fallback})",
                           RuntimeWarning, stacklevel=4)
             self._run = self.model
-            return self.model(graph, s, v)
+            return self.model(graph, s, v, **kw)
         self.compile_first_call_s = time.perf_counter() - t0
         log.info("torch.compile: first call (compilation included) took %.2f s", self.compile_first_call_s)
         return out
