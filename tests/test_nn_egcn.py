@@ -266,6 +266,19 @@ def test_nodal_gradient_exact_for_linear_fields():
     # a quadratic: the area-weighted average is a consistent approximation in the interior
     g2 = nodal_gradient((x, y, tri), 1e-5 * x ** 2)
     assert np.corrcoef(g2[:, 0], 2e-5 * x)[0, 1] > 0.95
+    # the sparse operator is the definition: sum over the elements e around i of A_e grad_e f / sum A_e
+    from issm_emulator.physics.fe import P1Mesh
+
+    pm = P1Mesh(np.asarray(x, float), np.asarray(y, float), np.asarray(tri, np.int64))
+    f = np.sin(x / 5e3) * np.cos(y / 7e3)
+    gx, gy = pm.gradient(f)
+    a = np.abs(pm.area)
+    expect = np.zeros((pm.nv, 2))
+    for e, verts in enumerate(pm.elements):  # a plain loop, as the definition reads
+        for i in verts:
+            expect[i] += a[e] * np.array([gx[e], gy[e]])
+    expect /= np.bincount(pm.elements.ravel(), weights=np.repeat(a, 3), minlength=pm.nv)[:, None]
+    np.testing.assert_allclose(nodal_gradient(pm, f), expect, rtol=1e-12, atol=1e-18)
 
 
 def test_build_inputs_order_broadcast_and_errors():

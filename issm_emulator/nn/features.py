@@ -195,21 +195,13 @@ def _as_p1mesh(mesh: Any) -> P1Mesh:
 
 
 def nodal_gradient(mesh: Any, f: np.ndarray) -> np.ndarray:
-    """(nv, 2) nodal gradient of the P1 field ``f``: area-weighted mean of the element gradients."""
+    """(nv, 2) nodal gradient of the P1 field ``f``: area-weighted mean of the element gradients
+    (:attr:`~issm_emulator.physics.fe.P1Mesh.nodal_gradient_operator`, built once per mesh)."""
     pm = _as_p1mesh(mesh)
     f = np.asarray(f, float)
     if f.shape != (pm.nv,):
         raise ValueError(f"field for the gradient must have shape ({pm.nv},), got {f.shape}")
-    gx, gy = pm.gradient(f)
-    a = np.abs(pm.area)
-    idx = pm.elements.ravel()
-    wsum = np.bincount(idx, weights=np.repeat(a, 3), minlength=pm.nv)
-    sx = np.bincount(idx, weights=np.repeat(a * gx, 3), minlength=pm.nv)
-    sy = np.bincount(idx, weights=np.repeat(a * gy, 3), minlength=pm.nv)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g = np.stack([sx / wsum, sy / wsum], axis=1)
-    g[wsum == 0] = 0.0  # vertices in no element
-    return g
+    return (pm.nodal_gradient_operator @ f).reshape(2, pm.nv).T
 
 
 def _scalar_column(name: str, value: Any, nv: int) -> np.ndarray:

@@ -138,6 +138,24 @@ class P1Mesh:
         return (fe * self.dphidx).sum(axis=1), (fe * self.dphidy).sum(axis=1)
 
     @cached_property
+    def nodal_gradient_operator(self) -> sp.csr_matrix:
+        """``(2 nv, nv)`` sparse matrix ``G``: ``G @ f`` stacks the x then y components of the nodal gradient of
+        the P1 field ``f``, the area-weighted mean of the constant gradients of the elements around each vertex
+        (0 at a vertex in no element). Built once per mesh: the step-mode emulator needs two such gradients
+        per time step."""
+        a = np.abs(self.area)
+        nv = self.nv
+        wsum = np.bincount(self.elements.ravel(), weights=np.repeat(a, 3), minlength=nv)
+        inv = np.divide(1.0, wsum, out=np.zeros(nv), where=wsum > 0)
+        rows = np.repeat(self.elements, 3, axis=1).ravel()              # vertex receiving, per (e, i, j)
+        cols = np.tile(self.elements, (1, 3)).ravel()                    # vertex whose value is used
+        scale = (a[:, None] * inv[self.elements]).repeat(3, axis=1)      # A_e / sum A around the vertex
+        gx = (scale * np.tile(self.dphidx, (1, 3))).ravel()
+        gy = (scale * np.tile(self.dphidy, (1, 3))).ravel()
+        return sp.csr_matrix((np.concatenate([gx, gy]), (np.concatenate([rows, rows + nv]),
+                                                          np.concatenate([cols, cols]))), shape=(2 * nv, nv))
+
+    @cached_property
     def _elements_per_vertex(self) -> np.ndarray:
         return np.bincount(self.elements.ravel(), minlength=self.nv).astype(float)
 
