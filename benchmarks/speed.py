@@ -102,36 +102,50 @@ def loop_floor(base) -> float:
 
 
 def single_run(args, base, ckpts, devs) -> tuple[dict, list[dict]]:
+    """fem, the loop floor and every emulator on one run, ``args.repeats`` times interleaved (fem, floor,
+    each emulator, then again), so that a busy spell of the shared machine hits them alike; medians."""
     import issm_emulator
 
-    md = copy.deepcopy(base)
-    t_fem, _ = timed(quiet, issm_emulator.solve, md, "Transient", solver="fem")
-    ref = final_fields(md)
-    floor = loop_floor(base)
-    print(f"fem: {t_fem:.2f} s; transient loop without a stress balance: {floor:.2f} s", flush=True)
-    fem_row = {"wall": t_fem, "loop": floor, "nout": len(md.results.TransientSolution.steps)}
-    rows = []
     short = copy.deepcopy(base)
     short.timestepping.final_time = short.timestepping.start_time + short.timestepping.time_step
-    for c in ckpts:
-        for dev in devs:
-            row = {"ckpt": c, "device": device_name(dev)}
+    rows = [{"ckpt": c, "device": device_name(dev), "dev": dev, "walls": []} for c in ckpts for dev in devs]
+    for r in rows:  # warm-up: load the checkpoint, first call
+        c = r["ckpt"]
+        try:
+            quiet(issm_emulator.solve, copy.deepcopy(short), "Transient", solver=c.arch, mode=c.mode,
+                  checkpoint=str(c.path), device=r["dev"])
+        except Exception as exc:  # noqa: BLE001 - a failing network is reported, not fatal
+            r["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+    fem_walls, floors, ref, nout = [], [], None, 0
+    for rep in range(args.repeats):
+        md = copy.deepcopy(base)
+        wall, _ = timed(quiet, issm_emulator.solve, md, "Transient", solver="fem")
+        fem_walls.append(wall)
+        ref, nout = final_fields(md), len(md.results.TransientSolution.steps)
+        floors.append(loop_floor(base))
+        for r in rows:
+            if "error" in r:
+                continue
+            c, dev = r["ckpt"], r["dev"]
             try:
-                quiet(issm_emulator.solve, copy.deepcopy(short), "Transient", solver=c.arch, mode=c.mode,
-                      checkpoint=str(c.path), device=dev)  # warm-up: load and first call
                 m = copy.deepcopy(base)
                 sync(dev)
                 wall, _ = timed(quiet, issm_emulator.solve, m, "Transient", solver=c.arch, mode=c.mode,
                                 checkpoint=str(c.path), device=dev)
                 sync(dev)
+                r["walls"].append(wall)
                 f = final_fields(m)
-                row.update(wall=wall, speedup=t_fem / wall, h_rmse=rmse(f["H"], ref["H"]),
-                           v_rmse=rmse(f["speed"], ref["speed"]))
-                print(f"{c.name} on {dev}: {wall:.2f} s (x{t_fem / wall:.2f})", flush=True)
+                r.update(h_rmse=rmse(f["H"], ref["H"]), v_rmse=rmse(f["speed"], ref["speed"]))
             except Exception as exc:  # noqa: BLE001 - a diverging network is reported, not fatal
-                row["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
-                print(f"{c.name} on {dev}: {row['error']}", flush=True)
-            rows.append(row)
+                r["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+        print(f"repeat {rep + 1}/{args.repeats}: fem {fem_walls[-1]:.2f} s, floor {floors[-1]:.2f} s, "
+              + ", ".join(f"{r['ckpt'].name} {r['walls'][-1]:.2f} s" for r in rows if r["walls"]), flush=True)
+    t_fem = float(np.median(fem_walls))
+    fem_row = {"wall": t_fem, "loop": float(np.median(floors)), "nout": nout, "repeats": args.repeats}
+    for r in rows:
+        if r["walls"] and "error" not in r:
+            r["wall"] = float(np.median(r["walls"]))
+            r["speedup"] = t_fem / r["wall"]
     return fem_row, rows
 
 
@@ -190,7 +204,8 @@ def markdown(args, nv: int, ne: int, singles: list[tuple[int, dict, list[dict]]]
         f"Pine Island (`scenarios.pine_island`), {args.resolution / 1e3:g} km mesh: {nv} vertices, {ne} elements; "
         f"floating-ice melt {args.melt:g} m/yr; {args.years:g} years in {steps} monthly steps. Wall time of "
         "`issm_emulator.solve` in one process (model building excluded; emulators after an untimed one-step "
-        "warm-up that loads the checkpoint), default run-time policy (`RuntimePolicy`). *RMSE vs fem*: final "
+        f"warm-up that loads the checkpoint), median of {args.repeats} repeats run interleaved (fem, loop floor, "
+        "each emulator, then again), default run-time policy (`RuntimePolicy`). *RMSE vs fem*: final "
         "thickness and speed of the emulator run against the fem run. *Loop floor*: the shared transient loop "
         "with a velocity that costs nothing, i.e. what step mode costs besides its network passes.",
     ]
@@ -270,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output-frequency", type=int, nargs="+", default=[1, 12],
                     help="output every that many monthly steps; one single-run table per value (default 1 12)")
     ap.add_argument("--members", type=int, default=36, help="ensemble members (0 skips the ensemble)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed repeats of the single run, interleaved; medians reported (default 3)")
     ap.add_argument("--fem-members", type=int, default=None,
                     help="time only this many fem members and scale to --members (default: all)")
     ap.add_argument("--ensemble-years", type=float, default=None, help="years of each member (default --years)")
