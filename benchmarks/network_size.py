@@ -90,7 +90,8 @@ def equal_epoch_lines(paths: list[Path]) -> list[str]:
     """Validation loss of every checkpoint at the last epoch they all reached, from the training histories
     written beside them (``<stem>.history.csv``): a comparison at equal training, whatever each run's length.
 
-    Only checkpoints of the same mode are compared (their losses share a unit)."""
+    Only checkpoints of the same mode and inputs are compared (their losses share a unit): a warm-start step
+    network (``--previous-velocity``) is validated on perturbed warm starts, a plain one on the geometry."""
     import csv
 
     hist = {}
@@ -102,7 +103,10 @@ def equal_epoch_lines(paths: list[Path]) -> list[str]:
     from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
     out = []
-    modes = {p: load_checkpoint(p).mode for p in hist}
+    modes = {}
+    for p in hist:
+        ck = load_checkpoint(p)
+        modes[p] = ck.mode + (" (warm start)" if "velocity" in ck.spec.vectors and ck.mode == "step" else "")
     for mode in sorted(set(modes.values())):
         group = [p for p in hist if modes[p] == mode]
         if len(group) < 2:
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         overall = {(r["variable"], r["region"]): r for r in ev.rows if r["run"] == "overall"}
         gflop, ms = pass_cost(ck, args.data, args.repeats)
         t_fem, t_emu = solve_time(path, ck.mode, args.years)
-        rows.append({"name": path.name, "mode": ck.mode, "hidden": cfg.get("hidden"), "layers": cfg.get("n_layers"),
+        warm = ck.mode == "step" and "velocity" in ck.spec.vectors
+        rows.append({"name": path.name, "mode": ck.mode + (" (warm start)" if warm else ""), "hidden": cfg.get("hidden"), "layers": cfg.get("n_layers"),
                      "vector_hidden": cfg.get("vector_hidden"), "epochs": tr.get("best_epoch"),
                      "params": sum(p.numel() for p in ck.model.parameters()), "gflop": gflop, "ms": ms,
                      "h_rmse": overall[("thickness", "all")]["rmse"], "h_r": overall[("thickness", "all")]["r"],
@@ -151,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{machine_line()} Accuracy on the `{args.split}` runs of `{args.data.name}` (all outputs, all "
              f"vertices); cost of one graph pass on one thread (FLOPs counted by `torch.utils.flop_counter`); "
              f"wall time of one {args.years:g}-year Pine Island 3 km run with monthly outputs next to `fem`'s, "
-             "in this process.", "",
+             "in this process. *Warm start*: a step network that also gets the velocity at the start of the step "
+             "(`train --previous-velocity --velocity-noise`).", "",
              "| checkpoint | mode | width x depth (vector channels) | best epoch | parameters | GFLOP/pass | "
              "ms/pass | thickness RMSE (m) | thickness R | speed RMSE (m/yr) | run (s) | fem run (s) | speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
