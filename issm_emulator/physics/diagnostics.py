@@ -84,6 +84,11 @@ class SubElementPart:
     and the quadrilateral left over; the part is the triangle when the odd vertex has the part's sign.
     Integrals of P1 fields (and of products of two P1 fields) over the part are exact.
 
+    The sub-triangle geometry is computed for the cut elements only (usually a few per cent of the mesh)
+    and the integration weights once per object (:meth:`weights` is cached); :func:`sub_element_part`
+    reuses the object while the level set is unchanged. Values are those of the whole-mesh computation,
+    bit for bit.
+
     Attributes
     ----------
     fraction : (ne,) area fraction of the part
@@ -94,38 +99,56 @@ class SubElementPart:
         L = np.asarray(levelset, float)[e]
         L = np.where(L == 0.0, L + _LEVELSET_EPS, L)
         side = L > 0.0 if positive else L < 0.0
-        nin = side.sum(axis=1)
-        self.area = np.abs(pmesh.area)
-        self.whole = nin == 3
-        cut = (nin == 1) | (nin == 2)
+        nin = side[:, 0].astype(np.int64) + side[:, 1] + side[:, 2]  # = side.sum(axis=1), faster
         ne = e.shape[0]
-        rows = np.arange(ne)
-        odd = np.where(nin == 1, np.argmax(side, axis=1), np.argmin(side, axis=1))
-        gk = L[rows, odd]
+        self.area = pmesh.abs_area
+        self.whole = nin == 3
+        self.cut = cut = (nin == 1) | (nin == 2)
+        self.elements = e
+        #: (nc,) indices of the cut elements; per-cut-element arrays below are in this order
+        self.cut_index = idx = np.flatnonzero(cut)
+        Lc, sc, ninc = L[idx], side[idx], nin[idx]
+        rows = np.arange(idx.size)
+        odd = np.where(ninc == 1, np.argmax(sc, axis=1), np.argmin(sc, axis=1))
+        gk = Lc[rows, odd]
         with np.errstate(divide="ignore", invalid="ignore"):
-            f1 = np.where(cut, gk / (gk - L[rows, (odd + 1) % 3]), 0.0)
-            f2 = np.where(cut, gk / (gk - L[rows, (odd + 2) % 3]), 0.0)
-        self.cut = cut
-        self.is_tri = cut & (nin == 1)  # the odd vertex is the only one inside: the part is the triangle
-        self.tri_frac = f1 * f2
-        # barycentric coordinates of the sub-triangle's corners: (ne, corner, vertex)
-        T = np.zeros((ne, 3, 3))
+            f1 = gk / (gk - Lc[rows, (odd + 1) % 3])
+            f2 = gk / (gk - Lc[rows, (odd + 2) % 3])
+        self._odd, self._f1, self._f2 = odd, f1, f2
+        self._is_tri_c = ninc == 1  # the odd vertex is the only one inside: the part is the triangle
+        self.is_tri = np.zeros(ne, dtype=bool)
+        self.is_tri[idx] = self._is_tri_c
+        self._tri_frac_c = f1 * f2
+        self.tri_frac = np.zeros(ne)
+        self.tri_frac[idx] = self._tri_frac_c
+        self.fraction = self.whole.astype(float)
+        self.fraction[idx] = np.where(self._is_tri_c, self._tri_frac_c, 1.0 - self._tri_frac_c)
+        self._weights: np.ndarray | None = None
+
+    @property
+    def T(self) -> np.ndarray:
+        """(nc, corner, vertex) barycentric coordinates of the sub-triangle's corners, cut elements."""
+        odd, f1, f2 = self._odd, self._f1, self._f2
+        rows = np.arange(odd.size)
+        T = np.zeros((odd.size, 3, 3))
         T[rows, 0, odd] = 1.0
         T[rows, 1, odd] = 1.0 - f1
         T[rows, 1, (odd + 1) % 3] = f1
         T[rows, 2, odd] = 1.0 - f2
         T[rows, 2, (odd + 2) % 3] = f2
-        self.T = T
-        self.elements = e
-        self.fraction = np.where(self.whole, 1.0, np.where(cut, np.where(self.is_tri, self.tri_frac,
-                                                                         1.0 - self.tri_frac), 0.0))
+        return T
 
     def weights(self) -> np.ndarray:
-        """(ne, 3): int_part f dA = A_e sum_i w_i f_i for a P1 field ``f`` (sum_i w_i = ``fraction``)."""
-        wt = self.tri_frac[:, None] * self.T.mean(axis=1)  # triangle part
-        full = np.full_like(wt, 1.0 / 3.0)
-        return np.where(self.whole[:, None], full,
-                        np.where(self.cut[:, None], np.where(self.is_tri[:, None], wt, full - wt), 0.0))
+        """(ne, 3): int_part f dA = A_e sum_i w_i f_i for a P1 field ``f`` (sum_i w_i = ``fraction``).
+
+        Computed once per object; do not modify the array returned."""
+        if self._weights is None:
+            w = np.zeros((self.whole.size, 3))
+            w[self.whole] = 1.0 / 3.0
+            wt = self._tri_frac_c[:, None] * self.T.mean(axis=1)  # triangle part
+            w[self.cut_index] = np.where(self._is_tri_c[:, None], wt, 1.0 / 3.0 - wt)
+            self._weights = w
+        return self._weights
 
     def integral(self, f: np.ndarray) -> np.ndarray:
         """(ne,) exact integral of the P1 field ``f`` over each element's part."""
@@ -141,9 +164,21 @@ class SubElementPart:
             return (np.sum(a * b, axis=1) + a.sum(axis=1) * b.sum(axis=1)) / 12.0
 
         whole = unit(fe, ge)
-        tri = self.tri_frac * unit(np.einsum("ecv,ev->ec", self.T, fe), np.einsum("ecv,ev->ec", self.T, ge))
-        part = np.where(self.whole, whole, np.where(self.cut, np.where(self.is_tri, tri, whole - tri), 0.0))
+        part = np.where(self.whole, whole, 0.0)
+        idx = self.cut_index
+        T = self.T
+        tri = self._tri_frac_c * unit(np.einsum("ecv,ev->ec", T, fe[idx]), np.einsum("ecv,ev->ec", T, ge[idx]))
+        part[idx] = np.where(self._is_tri_c, tri, whole[idx] - tri)
         return self.area * part
+
+
+def sub_element_part(pmesh: P1Mesh, levelset: np.ndarray, positive: bool) -> SubElementPart:
+    """:class:`SubElementPart` of ``levelset``, memoised on the mesh while the level set is unchanged
+    (:meth:`P1Mesh.memo`): without a moving front the ice level set never changes, and several
+    diagnostics of one output step cut by the same level set."""
+    L = np.asarray(levelset, float)
+    return pmesh.memo(("SubElementPart", bool(positive)), (L,),
+                      lambda: SubElementPart(pmesh, L, positive), keep=2)
 
 
 def _front_cut(pmesh: P1Mesh, ice_levelset: np.ndarray) -> np.ndarray:
@@ -153,8 +188,14 @@ def _front_cut(pmesh: P1Mesh, ice_levelset: np.ndarray) -> np.ndarray:
     return (L[:, 0] * L[:, 1] <= 0.0) | (L[:, 0] * L[:, 2] <= 0.0) | (L[:, 1] * L[:, 2] <= 0.0)
 
 
+def _front_cut_memo(pmesh: P1Mesh, ice_levelset: np.ndarray) -> np.ndarray:
+    """:func:`_front_cut`, memoised on the mesh while the ice level set is unchanged."""
+    L = np.asarray(ice_levelset, float)
+    return pmesh.memo("front_cut", (L,), lambda: _front_cut(pmesh, L), keep=1)
+
+
 def _areas(pmesh: P1Mesh, d: DiagnosticInputs, scaled: bool) -> np.ndarray:
-    a = np.abs(pmesh.area) * np.asarray(d.ice_elements, bool)
+    a = pmesh.abs_area * np.asarray(d.ice_elements, bool)
     if scaled:
         if d.scale_factor is None:
             raise ValueError("a '...Scaled' output needs md.mesh.scale_factor")
@@ -190,17 +231,18 @@ def compute(name: str, pmesh: P1Mesh, d: DiagnosticInputs) -> float:
             keep = ice
         vals = a * per_el
         if d.ice_levelset is not None:
-            cut = keep & _front_cut(pmesh, d.ice_levelset)
-            if cut.any():
-                part = SubElementPart(pmesh, d.ice_levelset, positive=False)
-                w = part.weights()
-                e = pmesh.elements
-                sub = np.abs(pmesh.area) * np.sum(w * vert[e], axis=1)  # integral over the ice part
+            cut = np.flatnonzero(keep & _front_cut_memo(pmesh, d.ice_levelset))
+            if cut.size:
+                part = sub_element_part(pmesh, d.ice_levelset, positive=False)
+                w = part.weights()[cut]
+                e = pmesh.elements[cut]
+                sub = pmesh.abs_area[cut] * np.sum(w * vert[e], axis=1)  # integral over the ice part
                 if scaled:
+                    frac = part.fraction[cut]
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        sf_mean = np.where(part.fraction > 0, np.sum(w * sf[e], axis=1) / part.fraction, 0.0)
+                        sf_mean = np.where(frac > 0, np.sum(w * sf[e], axis=1) / frac, 0.0)
                     sub = sub * sf_mean
-                vals = np.where(cut, sub, vals)
+                vals[cut] = sub  # vals is this call's own array
         total = float(np.sum(np.where(keep, vals, 0.0)))
         return total * d.rho_ice if base_name == "TotalSmb" else total
     if base_name == "GroundedArea":
@@ -213,7 +255,7 @@ def compute(name: str, pmesh: P1Mesh, d: DiagnosticInputs) -> float:
     if d.ocean_levelset is None:
         frac = f if grounded else 1.0 - f
         return float(d.rho_ice * np.sum(a * frac * mean(melt)))
-    part = SubElementPart(pmesh, d.ocean_levelset, positive=grounded)
+    part = sub_element_part(pmesh, d.ocean_levelset, positive=grounded)
     per_el = part.product_integral(melt, sf) if scaled else part.integral(melt)
     return float(d.rho_ice * np.sum(np.where(ice, per_el, 0.0)))
 

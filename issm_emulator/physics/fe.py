@@ -171,6 +171,37 @@ class P1Mesh:
         return np.asarray(f)[self.elements] @ np.asarray(points).T
 
     @cached_property
+    def abs_area(self) -> np.ndarray:
+        """(ne,) unsigned element areas, m^2 (``np.abs(area)``, computed once per mesh)."""
+        return np.abs(self.area)
+
+    @cached_property
+    def _memo_store(self) -> dict:
+        return {}
+
+    def memo(self, key, arrays: tuple[np.ndarray, ...], compute, keep: int = 2):
+        """``compute()``, memoised on this mesh under ``key`` for the exact values of ``arrays``.
+
+        Per-step quantities of a transient that depend on a field which often does not change from one
+        call to the next (the element masks and sub-element geometry of a level set: the ice level set
+        without a moving front, the ocean level set between a step's outputs and the next step's mass
+        transport) are computed once and reused while the field is bitwise the same. The last ``keep``
+        results per key are kept, each with a copy of its ``arrays``; a hit costs one ``np.array_equal``
+        per array, and the value returned is the one ``compute()`` gave for those exact inputs, so
+        memoised and direct results are identical. Callers must not modify the returned value.
+        """
+        entries = self._memo_store.setdefault(key, [])
+        for i, (saved, value) in enumerate(entries):
+            if all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(saved, arrays)):
+                if i:
+                    entries.insert(0, entries.pop(i))
+                return value
+        value = compute()
+        entries.insert(0, (tuple(np.array(a, copy=True) for a in arrays), value))
+        del entries[keep:]
+        return value
+
+    @cached_property
     def vertex_order(self) -> np.ndarray:
         """(nv,) fill-reducing ordering of the vertices (position -> vertex), computed once per mesh.
 

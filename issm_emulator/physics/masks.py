@@ -77,11 +77,13 @@ def floating_elements(elements: np.ndarray, ocean_levelset: np.ndarray, migratio
     """
     ol = element_values(elements, ocean_levelset)
     migration = check_migration(migration)
+    # column-wise max/min (exact, as ol.max(axis=1) / ol.min(axis=1), and several times faster)
     if migration == "SubelementMigration":
-        return ol.max(axis=1) <= 0.0
+        return np.maximum(np.maximum(ol[:, 0], ol[:, 1]), ol[:, 2]) <= 0.0
+    lo = np.minimum(np.minimum(ol[:, 0], ol[:, 1]), ol[:, 2])
     if migration == "Contact":
-        return ol.min(axis=1) < 0.0
-    return ~(ol.min(axis=1) > 0.0)
+        return lo < 0.0
+    return ~(lo > 0.0)
 
 
 def _nonzero(ol: np.ndarray) -> np.ndarray:
@@ -98,7 +100,7 @@ def grounded_portion(elements: np.ndarray, ocean_levelset: np.ndarray) -> np.nda
     """
     gl = _nonzero(element_values(elements, ocean_levelset))
     pos = gl > 0.0
-    npos = pos.sum(axis=1)
+    npos = pos[:, 0].astype(np.int64) + pos[:, 1] + pos[:, 2]  # = pos.sum(axis=1), faster
     phi = np.where(npos == 3, 1.0, 0.0)
     cut = (npos == 1) | (npos == 2)
     if np.any(cut):
@@ -130,7 +132,7 @@ def grounded_part(elements: np.ndarray, ocean_levelset: np.ndarray
     gl = _nonzero(element_values(elements, ocean_levelset))
     ne = gl.shape[0]
     pos = gl > 0.0
-    npos = pos.sum(axis=1)
+    npos = pos[:, 0].astype(np.int64) + pos[:, 1] + pos[:, 2]  # = pos.sum(axis=1), faster
     point = np.zeros(ne, dtype=np.int64)
     f1 = np.where(npos == 3, 1.0, 0.0)
     f2 = f1.copy()

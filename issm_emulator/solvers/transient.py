@@ -63,7 +63,9 @@ __all__ = [
     "VelocityRequest",
     "assemble_outputs",
     "deviatoric_stresses",
+    "floating_elements",
     "front_step",
+    "grounded_portion",
     "has_floating_melt",
     "mass_fluxes",
     "mass_transport_step",
@@ -219,15 +221,43 @@ def front_step(state: ModelState, pmesh: P1Mesh, fields: TransientFields, *, tim
     return new, fu
 
 
+def grounded_portion(pmesh: P1Mesh, ocean_levelset: np.ndarray) -> np.ndarray:
+    """(ne,) :func:`~issm_emulator.physics.masks.grounded_portion`, memoised on the mesh
+    (:meth:`P1Mesh.memo`): a step's outputs and the next step's mass transport see the same ocean level
+    set. Read-only."""
+    L = np.asarray(ocean_levelset, float)
+
+    def compute() -> np.ndarray:
+        out = masks.grounded_portion(pmesh.elements, L)
+        out.setflags(write=False)
+        return out
+
+    return pmesh.memo("grounded_portion", (L,), compute, keep=2)
+
+
+def floating_elements(pmesh: P1Mesh, ocean_levelset: np.ndarray, migration: str) -> np.ndarray:
+    """(ne,) :func:`~issm_emulator.physics.masks.floating_elements`, memoised on the mesh. Read-only."""
+    L = np.asarray(ocean_levelset, float)
+
+    def compute() -> np.ndarray:
+        out = masks.floating_elements(pmesh.elements, L, migration)
+        out.setflags(write=False)
+        return out
+
+    return pmesh.memo(("floating_elements", migration), (L,), compute, keep=1)
+
+
 def mass_transport_step(state: ModelState, pmesh: P1Mesh, fields: TransientFields, forcing: StepForcing, *,
-                        time: float, dt: float) -> TransientFields:
+                        time: float, dt: float,
+                        linear_solver: masstransport.TransportLinearSolver | None = None) -> TransientFields:
     """Mass transport over ``dt`` with the fields' velocity, then the hydrostatic geometry update.
 
     Implicit Euler, P1 (:func:`~issm_emulator.physics.masstransport.solve_thickness`) on the ice elements,
     ``md.masstransport.spcthickness`` at ``time`` imposed; vertices of no ice element get
     ``min_thickness`` (with or without a moving front, as ISSM); base and surface from
     :func:`~issm_emulator.physics.masstransport.update_geometry`. Raises :class:`SolverDivergedError`
-    when the sparse solve fails.
+    when the sparse solve fails. ``linear_solver``: the transient's
+    :class:`~issm_emulator.physics.masstransport.TransportLinearSolver` (None: direct solve).
     """
     mt = state.masstransport
     mat = state.materials
@@ -237,9 +267,9 @@ def mass_transport_step(state: ModelState, pmesh: P1Mesh, fields: TransientField
     mres = masstransport.solve_thickness(
         pmesh, thickness=f.thickness, vx=f.vx, vy=f.vy, dt=dt, smb=forcing.smb,
         groundedice_melt=forcing.groundedice_melt, floatingice_melt=forcing.floatingice_melt,
-        grounded_fraction=masks.grounded_portion(e, f.ocean_levelset), ice_elements=f.ice_elements,
+        grounded_fraction=grounded_portion(pmesh, f.ocean_levelset), ice_elements=f.ice_elements,
         spcthickness=spc, min_thickness=mt.min_thickness, stabilization=mt.stabilization,
-        melt_interpolation=state.groundingline.melt_interpolation)
+        melt_interpolation=state.groundingline.melt_interpolation, linear_solver=linear_solver)
     # vertices of no ice element (inactive nodes: ISSM's solution is 0 there, then floored) get
     # masstransport.min_thickness, with or without a moving front (#15 item 8)
     H = ice_free_thickness(mres.thickness, f.ice_levelset, e, mt.min_thickness)
@@ -345,7 +375,6 @@ def assemble_outputs(outputs: RequestedOutputs, out: dict[str, Any], fields: Tra
     vertex fields of ``fields``/``forcing``, the scalar diagnostics and the flux gates; returns ``out``."""
     st = outputs.state
     f = fields
-    e = outputs.pmesh.elements
     if "BasalforcingsFloatingiceMeltingRate" in outputs.requested:
         out["BasalforcingsFloatingiceMeltingRate"] = np.array(forcing.floatingice_melt, dtype=float)
     table = {"Thickness": f.thickness, "Surface": f.surface, "Base": f.base,
@@ -362,8 +391,8 @@ def assemble_outputs(outputs: RequestedOutputs, out: dict[str, Any], fields: Tra
     if outputs.scalars:
         d = diagnostics.DiagnosticInputs(
             thickness=f.thickness, surface=f.surface, base=f.base, bed=f.bed,
-            grounded_fraction=masks.grounded_portion(e, f.ocean_levelset),
-            floating_elements=masks.floating_elements(e, f.ocean_levelset, st.groundingline.migration),
+            grounded_fraction=grounded_portion(outputs.pmesh, f.ocean_levelset),
+            floating_elements=floating_elements(outputs.pmesh, f.ocean_levelset, st.groundingline.migration),
             ice_elements=f.ice_elements, smb=forcing.smb, groundedice_melt=forcing.groundedice_melt,
             floatingice_melt=forcing.floatingice_melt, rho_ice=st.materials.rho_ice,
             rho_water=st.materials.rho_water, scale_factor=outputs.scale_factor,
@@ -461,6 +490,9 @@ class TransientRun:
         if state.transient.ismovingfront:
             self.timings["movingfront"] = 0.0
         self._forcing: StepForcing | None = None
+        #: this run's mass-transport solver: LU factors of an earlier step reused (one per run, so that
+        #: members of an ensemble on one mesh do not share factors)
+        self.masstransport_solver = masstransport.TransportLinearSolver()
 
     @property
     def nsteps(self) -> int:
@@ -541,7 +573,8 @@ class TransientRun:
         if flags.ismasstransport:
             c = _time.perf_counter()
             try:
-                f = mass_transport_step(st, pm, f, forcing, time=t, dt=dt)
+                f = mass_transport_step(st, pm, f, forcing, time=t, dt=dt,
+                                        linear_solver=self.masstransport_solver)
             except SolverDivergedError as err:
                 raise self._diverged("mass transport diverged", k, t) from err
             out.update(Thickness=f.thickness.copy(), Surface=f.surface.copy(), Base=f.base.copy())
