@@ -337,10 +337,9 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
     if noise and mode != "step":
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
-    if (previous_velocity or velocity_noise) and mode != "step":
-        raise ValueError("previous_velocity and velocity_noise are step-mode options")
-    if velocity_noise and not previous_velocity:
-        raise ValueError("velocity_noise perturbs the previous velocity input: it needs previous_velocity=True")
+    if (previous_velocity or velocity_noise) and (mode != "step" or not previous_velocity):
+        raise ValueError("previous_velocity and velocity_noise are step-mode options, and velocity_noise perturbs "
+                         "the previous velocity input: it needs previous_velocity=True")
     if previous_velocity:
         noise = {**noise, "previous_velocity": True, "velocity_noise": float(velocity_noise)}
     from issm_emulator.learning.collection import EnsembleCollection, is_collection
