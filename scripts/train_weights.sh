@@ -25,8 +25,10 @@ EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 # ... then it is fine-tuned on the 2, 3 and 5 km ensembles together (one checkpoint for every Pine Island
 # mesh between 2 and 5 km) for this many epochs (where that training was stopped)
 EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
-# egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets)
+# egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets),
+# then 12 more from that one at a lower rate again (another noise seed)
 EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
+EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
@@ -63,8 +65,12 @@ for name in "${models[@]}"; do
   fi
   if [ "$name" = egcn-step-pig ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"
-    "$bin" train --data "$ens" --model egcn --mode step --init "$target" --out "$out/$name.pt" \
+    "$bin" train --data "$ens" --model egcn --mode step --init "$target" --out "$out/$name-stage2.pt" \
       --epochs "$EGCN_STEP_PIG_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 12 --patience 5 \
       --seed 0 --device cpu --no-progress --resume "${extra[@]}"
+    echo "== $name, third stage: $(date -u +%FT%TZ)"
+    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name.pt" \
+      --epochs "$EGCN_STEP_PIG_STAGE3_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
+      --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
   fi
 done
