@@ -166,3 +166,40 @@ def test_step_training_with_ssa_noise_runs(ens, tmp_path):
 
     tr = load_checkpoint(out).extra["training"]
     assert tr["input_noise"] == 20.0 and tr["noise_targets"] == "ssa"
+
+
+def test_ssa_targets_are_extrapolated_into_the_ice_free_area_with_a_moving_front(ens, monkeypatch):
+    # a moving-front ensemble's velocity outputs are extrapolated from the vertices of ice elements into the
+    # ice-free area (transient.py, front_step): the SSA targets of noisy inputs must be too
+    from issm_emulator.physics.fe import P1Mesh
+    from issm_emulator.physics.levelset import extrapolate, ice_vertex_mask
+    from issm_emulator.physics.ssa import solve_ssa
+
+    noisy = StepDataset(ens, "train", input_noise=30.0, noise_targets="ssa", moving_front=True)
+    p, k = noisy.samples[1]
+    x = np.asarray(noisy.run_state(p).mesh.x, float)
+    cut = np.quantile(x, 0.3)
+    orig = StepDataset.input_arrays
+
+    def with_front(self, position, kk):  # the ice ends at x = cut
+        arrays = dict(orig(self, position, kk))
+        arrays["ice_levelset"] = x - cut
+        return arrays
+
+    monkeypatch.setattr(StepDataset, "input_arrays", with_front)
+    torch.manual_seed(2)
+    sample = noisy[1]
+    torch.manual_seed(2)
+    arrays = noisy.input_arrays(p, k)
+    st = noisy.run_state(p)
+    f = noisy.run_arrays(p).fields
+    pm = P1Mesh.from_mesh(st.mesh)
+    ref = solve_ssa(st, thickness=arrays["thickness"], surface=arrays["surface"], base=arrays["base"],
+                    ocean_levelset=arrays["ocean_levelset"], ice_levelset=arrays["ice_levelset"],
+                    vx0=f["vx"][k], vy0=f["vy"][k], mesh=pm)
+    known = ice_vertex_mask(arrays["ice_levelset"], pm.elements, pm.nv)
+    assert known.any() and not known.all()
+    got = sample.y_velocity.numpy().astype(float)
+    np.testing.assert_allclose(got[known, 0], ref.vx[known], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(got[:, 0], extrapolate(pm, ref.vx, known), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(got[:, 1], extrapolate(pm, ref.vy, known), rtol=1e-5, atol=1e-12)

@@ -558,6 +558,8 @@ class StepDataset(EnsembleDataset):
     by ``fem``'s SSA (:func:`~issm_emulator.physics.ssa.solve_ssa`, warm-started from the true velocity) on
     the run's rebuilt model (:meth:`run_state`): the network then learns how the velocity answers a geometry
     off the training trajectories, which is what a rollout needs, instead of learning to ignore the change.
+    With a moving front the solved velocity is extrapolated into the ice-free area from the vertices of ice
+    elements, as the ensemble's outputs are (:func:`~issm_emulator.physics.levelset.extrapolate`).
     Step-mode networks predict velocity only (no scalar outputs).
 
     ``previous_velocity=True`` adds the velocity of output ``k - 1`` (the step's start) to the inputs
@@ -612,8 +614,17 @@ class StepDataset(EnsembleDataset):
         sol = solve_ssa(state, thickness=arrays["thickness"], surface=arrays["surface"], base=arrays["base"],
                         ocean_levelset=arrays["ocean_levelset"], ice_levelset=arrays["ice_levelset"],
                         vx0=f["vx"][k], vy0=f["vy"][k], mesh=self._pmesh_ssa)
+        vx, vy = sol.vx, sol.vy
+        if self.moving_front:
+            # the ensemble's velocity outputs are extrapolated from the vertices of ice elements into the
+            # ice-free area (transient.py, front_step), so the target is too
+            from issm_emulator.physics.levelset import extrapolate, ice_vertex_mask
+
+            known = ice_vertex_mask(np.asarray(arrays["ice_levelset"], float), self._pmesh_ssa.elements,
+                                    self._pmesh_ssa.nv)
+            vx, vy = extrapolate(self._pmesh_ssa, vx, known), extrapolate(self._pmesh_ssa, vy, known)
         scalars, vectors = self.inputs(arrays)
-        y_vel = torch.as_tensor(np.stack([sol.vx, sol.vy], axis=1), dtype=self.dtype)
+        y_vel = torch.as_tensor(np.stack([vx, vy], axis=1), dtype=self.dtype)
         g = self.graph
         return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
                     num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, y_velocity=y_vel,
