@@ -29,18 +29,27 @@ EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
 # then 12 more from that one at a lower rate again (another noise seed)
 EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
 EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
+# egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
+# checkpoint at 5e-4 (x 0.997 per epoch)
+EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
+EGCN_DIRECT_NORTH79_MORE_EPOCHS=${EGCN_DIRECT_NORTH79_MORE_EPOCHS:-600}
+# egcn-step-north79: 8 epochs, then 10 more for rollouts (SSA-noise targets, as egcn-step-pig)
+EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-10}
+# the Pine Island GCN and CNN baselines: trained until the validation loss flattens
+PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
   IFS=- read -r arch mode scenario <<< "$name"
   case $scenario in
-    pig) ens=$data/pig-melt; epochs=4; stride=24          # 28 training runs, 10 of 240 monthly outputs each
+    pig) ens=$data/pig-melt; epochs=$PIG_BASELINE_EPOCHS; stride=24  # 28 training runs, 10 of 240 outputs each
          # the default weights (egcn-step-pig): 20 outputs per run, 12 epochs
          if [ "$arch-$mode" = egcn-step ]; then stride=12; epochs=12; fi ;;
     north79) ens=$data/north79-calving; stride=6; epochs=8 ;;  # 8 training runs, 20 of 120 outputs each
     *) echo "unknown scenario in $name" >&2; exit 2 ;;
   esac
   decay=0.9; patience=4; extra=()
+  if [ "$scenario" = pig ] && [ "$arch" != egcn ]; then patience=8; fi
   # the default step weights train for rollouts: smooth 10 m thickness noise on the inputs, the stress
   # balance of the perturbed geometry (solved by fem) as the target
   if [ "$arch-$mode-$scenario" = egcn-step-pig ]; then extra=(--input-noise 10 --noise-targets ssa); fi
@@ -48,10 +57,12 @@ for name in "${models[@]}"; do
   # many cheap epochs instead of few expensive ones
   if [ "$arch-$mode-$scenario" = egcn-direct-pig ]; then stride=1; epochs=$EGCN_DIRECT_PIG_EPOCHS; decay=0.99; patience=40; fi
   # the same for 79N (8 training runs of 120 outputs: about a second per epoch)
-  if [ "$arch-$mode-$scenario" = egcn-direct-north79 ]; then stride=1; epochs=300; decay=0.99; patience=40; fi
+  if [ "$arch-$mode-$scenario" = egcn-direct-north79 ]; then
+    stride=1; epochs=$EGCN_DIRECT_NORTH79_EPOCHS; decay=0.995; patience=100
+  fi
   target=$out/$name.pt
   if [ "$name" = egcn-direct-pig ]; then target=$out/egcn-direct-pig-3km.pt; fi
-  if [ "$name" = egcn-step-pig ]; then target=$out/egcn-step-pig-stage1.pt; fi
+  case $name in egcn-step-pig|egcn-step-north79|egcn-direct-north79) target=$out/$name-stage1.pt ;; esac
   echo "== $name: $(date -u +%FT%TZ)"
   "$bin" train --data "$ens" --model "$arch" --mode "$mode" --out "$target" --epochs "$epochs" \
     --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
@@ -72,5 +83,17 @@ for name in "${models[@]}"; do
     "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name.pt" \
       --epochs "$EGCN_STEP_PIG_STAGE3_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
+  fi
+  if [ "$name" = egcn-direct-north79 ]; then
+    echo "== $name, second stage: $(date -u +%FT%TZ)"
+    "$bin" train --data "$ens" --model egcn --mode direct --init "$target" --out "$out/$name.pt" \
+      --epochs "$EGCN_DIRECT_NORTH79_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.997 --time-stride 1 \
+      --patience 100 --seed 1 --device cpu --no-progress --resume
+  fi
+  if [ "$name" = egcn-step-north79 ]; then
+    echo "== $name, second stage: $(date -u +%FT%TZ)"
+    "$bin" train --data "$ens" --model egcn --mode step --init "$target" --out "$out/$name.pt" \
+      --epochs "$EGCN_STEP_NORTH79_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 6 --patience 5 \
+      --seed 0 --device cpu --no-progress --resume --input-noise 10 --noise-targets ssa
   fi
 done
