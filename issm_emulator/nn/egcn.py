@@ -197,7 +197,9 @@ class EquivariantConv(MessagePassing):
     ``[h_i, h_j, I_ij]``, so its parts acting on ``h_i, |V_i|`` and on ``h_j, |V_j|`` are evaluated once per
     vertex (``a``, ``b``) and only ``[d/L, <V_i, V_j>, <V_i, u>, <V_j, u>, a_ij]`` is formed per edge;
     ``W' V`` is mixed per vertex; ``phi_u`` and ``phi_v`` are applied as one matrix; the edge geometry is
-    computed once per pass (:func:`edge_geometry`); float32 inference on the CPU runs the per-edge products
+    computed once per pass (:func:`edge_geometry`), or once per graph by a caller that passes it in
+    (:meth:`EGCN.graph_geometry`, whose sparse mean operator then aggregates inference passes,
+    :meth:`EdgeGeometry.mean`); float32 inference on the CPU runs the per-edge products
     through oneDNN's fused linear + bias (+ SiLU) kernel. :meth:`message` is the per-edge message in this form:
     ``propagate`` with it and the mean aggregation gives what :meth:`forward_xy` computes with explicit
     gathers and sums.
