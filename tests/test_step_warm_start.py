@@ -24,7 +24,7 @@ def test_default_spec_puts_the_previous_velocity_first_in_step_mode_only():
         default_spec("direct", previous_velocity=True)
 
 
-def test_input_velocity_is_the_previous_output_and_its_noise_is_relative_and_smooth(ens):
+def test_input_velocity_is_the_previous_output_and_its_noise_is_relative_to_the_speed(ens):
     clean = StepDataset(ens, "train", previous_velocity=True)
     assert clean.spec.vectors[0] == "velocity"
     p, k = clean.samples[1]
