@@ -33,8 +33,8 @@ EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
 EGCN_DIRECT_NORTH79_MORE_EPOCHS=${EGCN_DIRECT_NORTH79_MORE_EPOCHS:-600}
-# egcn-step-north79: 8 epochs, then 10 more for rollouts (SSA-noise targets, as egcn-step-pig)
-EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-10}
+# egcn-step-north79: 8 epochs, then 20 more for rollouts (SSA-noise targets, as egcn-step-pig)
+EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-20}
 # the Pine Island GCN and CNN baselines: trained until the validation loss flattens
 PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
 mkdir -p "$out"
