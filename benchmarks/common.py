@@ -133,3 +133,25 @@ def matmul_gflops(threads: int = 1, size: int = 2048, repeats: int = 5) -> float
     finally:
         torch.set_num_threads(before)
     return 2.0 * size ** 3 / statistics.median(times) / 1e9
+
+
+def fem_step_velocities(state: Any) -> dict[int, tuple[Any, Any]]:
+    """The velocity ``fem`` computes at every time step of ``state`` (SI), by step number: what a
+    replayed loop floor hands to the shared transient loop (:func:`replay_velocities`)."""
+    from issm_emulator.solvers.fem import FEMSolver
+
+    res = quiet(FEMSolver()._transient, state.replace(output_frequency=1), False, False)
+    return {int(s["step"]): (s["Vx"], s["Vy"]) for s in res.steps}
+
+
+def replay_velocities(velocities: dict[int, tuple[Any, Any]]):
+    """A velocity provider for :func:`issm_emulator.solvers.transient.run_transient` that hands over the
+    recorded velocity of each step at no cost, as step mode's network does: the mass-transport matrix then
+    changes every step as in a real run (a constant velocity would make it constant and the loop look
+    cheaper than it is)."""
+
+    def replay(state, geometry, vx, vy, t, step):
+        ux, uy = velocities[step]
+        return ux, uy, {"niter": 1}
+
+    return replay

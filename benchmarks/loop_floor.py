@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import quiet
+from common import quiet, replay_velocities
 
 PHASES = ("stressbalance", "masstransport", "groundingline", "outputs")
 FIELDS = ("Thickness", "Vx", "Vy")
@@ -79,11 +79,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"{np.max(np.abs(fields[n] - ref[n]) / np.maximum(np.abs(ref[n]), 1e-300)):.3e})"
                      if n in FIELDS else ""))
 
-    velocities = {int(s["step"]): (np.asarray(s["Vx"], float), np.asarray(s["Vy"], float)) for s in steps}
-
-    def replay(st, geometry, vx, vy, t, step):
-        ux, uy = velocities[step]
-        return ux, uy, {"niter": 1}
+    replay = replay_velocities({int(s["step"]): (np.asarray(s["Vx"], float), np.asarray(s["Vy"], float))
+                                for s in steps})
 
     pmesh = P1Mesh.from_mesh(state.mesh)
     per: dict[str, list[float]] = {k: [] for k in (*PHASES, "loop")}

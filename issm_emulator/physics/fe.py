@@ -143,7 +143,7 @@ class P1Mesh:
         the P1 field ``f``, the area-weighted mean of the constant gradients of the elements around each vertex
         (0 at a vertex in no element). Built once per mesh: the step-mode emulator needs two such gradients
         per time step."""
-        a = np.abs(self.area)
+        a = self.abs_area
         nv = self.nv
         wsum = np.bincount(self.elements.ravel(), weights=np.repeat(a, 3), minlength=nv)
         inv = np.divide(1.0, wsum, out=np.zeros(nv), where=wsum > 0)
