@@ -26,9 +26,11 @@ EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 # mesh between 2 and 5 km) for this many epochs (where that training was stopped)
 EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
 # egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets),
-# then 12 more from that one at a lower rate again (another noise seed)
+# then 12 more from that one at a lower rate again (another noise seed), then a fourth stage on the 2, 3 and 5 km
+# ensembles together, the kept monthly outputs shifted by one each epoch (all 240 in 12 epochs)
 EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
 EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
+EGCN_STEP_PIG_MESH_EPOCHS=${EGCN_STEP_PIG_MESH_EPOCHS:-12}
 # egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
@@ -48,8 +50,13 @@ for name in "${models[@]}"; do
     north79) ens=$data/north79-calving; stride=6; epochs=8 ;;  # 8 training runs, 20 of 120 outputs each
     *) echo "unknown scenario in $name" >&2; exit 2 ;;
   esac
-  decay=0.9; patience=4; extra=()
-  if [ "$scenario" = pig ] && [ "$arch" != egcn ]; then patience=8; fi
+  decay=0.9; patience=4; extra=(); datas=(--data "$ens")
+  # the Pine Island GCN and CNN: the 2, 3 and 5 km ensembles together, every 24th monthly output per epoch,
+  # shifted by one each epoch (so 24 epochs see all 240)
+  if [ "$scenario" = pig ] && [ "$arch" != egcn ]; then
+    patience=8; extra=(--rotate-stride)
+    datas=(--data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km")
+  fi
   # the default step weights train for rollouts: smooth 10 m thickness noise on the inputs, the stress
   # balance of the perturbed geometry (solved by fem) as the target
   if [ "$arch-$mode-$scenario" = egcn-step-pig ]; then extra=(--input-noise 10 --noise-targets ssa); fi
@@ -64,7 +71,7 @@ for name in "${models[@]}"; do
   if [ "$name" = egcn-direct-pig ]; then target=$out/egcn-direct-pig-3km.pt; fi
   case $name in egcn-step-pig|egcn-step-north79|egcn-direct-north79) target=$out/$name-stage1.pt ;; esac
   echo "== $name: $(date -u +%FT%TZ)"
-  "$bin" train --data "$ens" --model "$arch" --mode "$mode" --out "$target" --epochs "$epochs" \
+  "$bin" train "${datas[@]}" --model "$arch" --mode "$mode" --out "$target" --epochs "$epochs" \
     --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
     --patience "$patience" --seed 0 --device cpu --no-progress --resume "${extra[@]}"
   if [ "$name" = egcn-direct-pig ]; then
@@ -80,9 +87,14 @@ for name in "${models[@]}"; do
       --epochs "$EGCN_STEP_PIG_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 12 --patience 5 \
       --seed 0 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name, third stage: $(date -u +%FT%TZ)"
-    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name.pt" \
+    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name-stage3.pt" \
       --epochs "$EGCN_STEP_PIG_STAGE3_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
+    echo "== $name on the 2, 3 and 5 km meshes: $(date -u +%FT%TZ)"
+    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --model egcn \
+      --mode step --init "$out/$name-stage3.pt" --out "$out/$name.pt" --epochs "$EGCN_STEP_PIG_MESH_EPOCHS" \
+      --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 --rotate-stride --patience 6 --seed 3 --device cpu \
+      --no-progress --resume "${extra[@]}"
   fi
   if [ "$name" = egcn-direct-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"

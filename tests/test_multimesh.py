@@ -41,7 +41,7 @@ def test_collection_keeps_each_mesh_and_refuses_other_features(ens, ens_fine):
     assert col.forcing_ranges()["melt_rate"][1] >= a.forcing_ranges()["melt_rate"][1]
 
 
-@pytest.mark.parametrize("arch", ["egcn", "gcn"])
+@pytest.mark.parametrize("arch", ["egcn", "gcn", "cnn"])
 def test_one_checkpoint_for_two_meshes(ens, ens_fine, tmp_path, arch):
     out = train([ens, ens_fine], model=arch, mode="step", out=tmp_path / "m.pt", epochs=2, **TINY)
     ck = load_checkpoint(out)

@@ -54,6 +54,9 @@ def _split_rule(text: str | None) -> object:
 @click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--time-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Use every N-th output time only (cheaper epochs on long monthly runs).")
+@click.option("--rotate-stride", is_flag=True,
+              help="With --time-stride N: shift the kept outputs by one each epoch, so every N epochs train on "
+                   "every output once (validation keeps every N-th).")
 @click.option("--vector-hidden", type=click.IntRange(min=1), default=None,
               help="EGCN: vector channels inside the network (default 16).")
 @click.option("--decoder", type=click.Choice(["auto", "increment", "none"]), default="auto", show_default=True,
@@ -79,7 +82,7 @@ def _split_rule(text: str | None) -> object:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epochs: int, lr: float, batch_size: int,
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
-                  lr_decay: float, num_workers: int, time_stride: int, vector_hidden: int | None, decoder: str,
+                  lr_decay: float, num_workers: int, time_stride: int, rotate_stride: bool, vector_hidden: int | None, decoder: str,
                   input_noise: float, noise_targets: str, previous_velocity: bool, velocity_noise: float,
                   split: str | None, init_from: Path | None, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
@@ -93,7 +96,7 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      lr=lr, batch_size=batch_size,
                      device=device, seed=seed, hidden=hidden, layers=layers, patience=patience,
                      lr_schedule=lr_schedule, lr_decay=lr_decay, num_workers=num_workers, resume=resume,
-                     progress=not no_progress, time_stride=time_stride,
+                     progress=not no_progress, time_stride=time_stride, rotate_stride=rotate_stride,
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
                      noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from,

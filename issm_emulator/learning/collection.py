@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset
 
 from issm_emulator.learning.dataset import DatasetError, EnsembleDataset
 
-__all__ = ["EnsembleCollection", "is_collection", "parts"]
+__all__ = ["EnsembleCollection", "is_collection", "mesh_vertices", "parts", "run_values", "set_time_phase"]
 
 
 class EnsembleCollection(ConcatDataset):
@@ -55,6 +55,12 @@ class EnsembleCollection(ConcatDataset):
                 out[k] = (min(a, lo), max(b, hi))
         return out
 
+    def set_time_phase(self, phase: int) -> None:
+        """:meth:`~issm_emulator.learning.dataset.EnsembleDataset.set_time_phase` of every part."""
+        for d in self.parts:
+            d.set_time_phase(phase)
+        self.cumulative_sizes = self.cumsum(self.datasets)
+
     def __repr__(self) -> str:
         return f"EnsembleCollection({', '.join(str(d.path) for d in self.parts)}; {len(self)} samples)"
 
@@ -67,3 +73,22 @@ def is_collection(data: Any) -> bool:
 def parts(dataset: Any) -> list[EnsembleDataset]:
     """The single-ensemble datasets of ``dataset`` (itself when it is one)."""
     return list(dataset.parts) if isinstance(dataset, EnsembleCollection) else [dataset]
+
+
+def set_time_phase(dataset: Any, phase: int) -> bool:
+    """Shift the kept outputs of a dataset or collection to ``phase`` (see
+    :meth:`~issm_emulator.learning.dataset.EnsembleDataset.set_time_phase`); whether its length changed."""
+    before = len(dataset)
+    dataset.set_time_phase(phase)
+    return len(dataset) != before
+
+
+def run_values(dataset: Any) -> list[Any]:
+    """The swept parameter's value of every run of a dataset (or collection)."""
+    return [d.run_value(p) for d in parts(dataset) for p in d.run_positions]
+
+
+def mesh_vertices(dataset: Any) -> Any:
+    """The training mesh's vertex count (a list of them for a collection of several meshes)."""
+    sizes = [int(d.mesh.nv) for d in parts(dataset)]
+    return sizes[0] if len(sizes) == 1 else sizes

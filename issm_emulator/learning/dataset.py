@@ -175,7 +175,7 @@ class EnsembleDataset(Dataset):
     runs : explicit run positions (along the file's ``run`` axis) instead of ``split``
     times : keep only outputs at these model times (years, matched to the nearest output)
     time_stride : keep only every ``time_stride``-th output (k = stride, 2 stride, ...); fewer, less
-        correlated samples per epoch for long monthly runs
+        correlated samples per epoch for long monthly runs (:meth:`set_time_phase` shifts them)
     dtype : floating dtype of the tensors
     cache_bytes : bound of the loaded-run cache (bytes)
     """
@@ -229,18 +229,35 @@ class EnsembleDataset(Dataset):
         self.spec = spec if spec is not None else self.default_spec()
         self._cache: OrderedDict[int, RunArrays] = OrderedDict()
         self._cache_bytes = int(cache_bytes)
-        keep = None
+        self._times_kept: set[int] | None = None
         if times is not None:
             want = np.atleast_1d(np.asarray(list(times), float))
-            keep = {int(np.argmin(np.abs(self.output_times - t))) + 1 for t in want}
+            self._times_kept = {int(np.argmin(np.abs(self.output_times - t))) + 1 for t in want}
         if int(time_stride) < 1:
             raise DatasetError(f"time_stride must be >= 1, got {time_stride}")
-        if int(time_stride) > 1:  # every time_stride-th output k (k = stride, 2 stride, ...)
-            strided = set(range(int(time_stride), self.output_times.size + 1, int(time_stride)))
-            keep = strided if keep is None else keep & strided
-        self.samples: list[tuple[int, int]] = self._make_samples(keep)
+        self.time_stride = int(time_stride)
+        self.time_phase = 0
+        self.samples: list[tuple[int, int]] = self._make_samples(self._outputs_at_phase(0))
         if self.mode == "step":
             self._check_step_pairing()
+
+    def _outputs_at_phase(self, phase: int) -> set[int] | None:
+        """Outputs ``k`` (1-based) kept by ``times`` and by the stride at ``phase``: ``k = m S - phase``."""
+        keep = self._times_kept
+        s = self.time_stride
+        if s > 1:
+            strided = set(range(s - phase % s, self.output_times.size + 1, s))
+            keep = strided if keep is None else keep & strided
+        return keep
+
+    def set_time_phase(self, phase: int) -> None:
+        """Keep the outputs ``k = m S - phase`` (``m >= 1``, ``S = time_stride``) instead of ``k = m S``
+        (phase 0, the default). A training that steps the phase through ``0 .. S-1``, one per epoch, sees every
+        monthly output at the cost of every ``S``-th per epoch; the validation split stays at phase 0."""
+        phase = int(phase) % self.time_stride
+        if phase != self.time_phase:
+            self.time_phase = phase
+            self.samples = self._make_samples(self._outputs_at_phase(phase))
 
     # ------------------------------------------------------------------ set-up helpers
     def _detect_moving_front(self) -> bool:

@@ -229,7 +229,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
           calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None,
-          previous_velocity: bool = False, velocity_noise: float = 0.0) -> Path:
+          previous_velocity: bool = False, velocity_noise: float = 0.0, rotate_stride: bool = False) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -255,6 +255,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
     progress : rich progress bar on stderr (rank 0)
     deterministic : ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training
     time_stride : train and validate on every ``time_stride``-th output only (cheaper epochs)
+    rotate_stride : epoch ``e`` trains on the outputs ``k = m S - ((e - 1) mod S)`` (``S = time_stride``), so
+        every ``S`` epochs see every output once; validation keeps ``k = m S``
     callback : called on rank 0 with each epoch's history record
     decoder : direct mode's output parameterisation: ``'increment'`` (a time-decoded network,
         :class:`~issm_emulator.nn.direct.EGCNDirect`: one graph pass per run, outputs = changes since the
@@ -317,7 +319,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           callback=callback, decoder=decoder, input_noise=input_noise,
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
                           init_from=init_from, previous_velocity=previous_velocity,
-                          velocity_noise=velocity_noise, world=world, rank=rank)
+                          velocity_noise=velocity_noise, rotate_stride=rotate_stride, world=world, rank=rank)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -330,7 +332,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
            calibrate_indicator: bool = True, init_from: Any = None, previous_velocity: bool = False,
-           velocity_noise: float = 0.0) -> Path:
+           velocity_noise: float = 0.0, rotate_stride: bool = False) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
@@ -342,7 +344,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                          "the previous velocity input: it needs previous_velocity=True")
     if previous_velocity:
         noise = {**noise, "previous_velocity": True, "velocity_noise": float(velocity_noise)}
-    from issm_emulator.learning.collection import EnsembleCollection, is_collection
+    from issm_emulator.learning.collection import (EnsembleCollection, is_collection, mesh_vertices, run_values,
+                                                   set_time_phase)
 
     def split_dataset(split: str, **extra: Any) -> Any:
         """One split of ``data``: one ensemble, or several (a collection with the first one's features)."""
@@ -386,8 +389,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     manifest = make_manifest(spec, mode, forcing_ranges, arch=arch, extra={
         "ensemble": train_ds.ds.attrs.get("ensemble", ""), "data": str(train_ds.path.name),
         "swept_parameter": train_ds.parameter, "parameter_units": train_ds.ds.attrs.get("parameter_units", ""),
-        "train_values": _run_values(train_ds), "validation_values": _run_values(val_ds),
-        "moving_front": train_ds.moving_front, "mesh_vertices": _mesh_vertices(train_ds),
+        "train_values": run_values(train_ds), "validation_values": run_values(val_ds),
+        "moving_front": train_ds.moving_front, "mesh_vertices": mesh_vertices(train_ds),
         "split_rule": None if split_rule is None or callable(split_rule) else str(split_rule)})
     from issm_emulator.learning.applicability import training_domain
 
@@ -421,6 +424,9 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
               "init_from": None if start is None else {"path": str(init_from), "sha256": start.content_sha256}}
     if previous_velocity:  # recorded only when used, so that runs from before the option still resume
         config.update(previous_velocity=True, velocity_noise=float(velocity_noise))
+    rotate_stride = bool(rotate_stride) and time_stride > 1
+    if rotate_stride:  # likewise
+        config["rotate_stride"] = True
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
@@ -478,6 +484,10 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     try:
         for epoch in range(start_epoch, epochs + 1):
             t0 = time.perf_counter()
+            if rotate_stride and set_time_phase(train_ds, epoch - 1) and sampler is not None:
+                sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+                train_loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                          num_workers=num_workers)
             if sampler is not None:
                 sampler.set_epoch(epoch)
             else:
@@ -556,22 +566,6 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             warnings.warn(f"{out.name}: the error indicator could not be calibrated ({exc}); "
                           "EmulatorVelocityError will be NaN", RuntimeWarning, stacklevel=3)
     return out
-
-
-def _run_values(dataset: Any) -> list[Any]:
-    """The swept parameter's value of every run of a dataset (or collection)."""
-    from issm_emulator.learning.collection import parts
-
-    return [d.run_value(p) for d in parts(dataset) for p in d.run_positions]
-
-
-def _mesh_vertices(dataset: Any) -> Any:
-    """The training mesh's vertex count (a list of them for a collection of several meshes)."""
-    from issm_emulator.learning.collection import parts
-
-    sizes = [int(d.mesh.nv) for d in parts(dataset)]
-    return sizes[0] if len(sizes) == 1 else sizes
-
 
 
 def _replica_difference(module: nn.Module) -> float:
