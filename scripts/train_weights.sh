@@ -53,6 +53,9 @@ for name in "${models[@]}"; do
   # the default step weights train for rollouts: smooth 10 m thickness noise on the inputs, the stress
   # balance of the perturbed geometry (solved by fem) as the target
   if [ "$arch-$mode-$scenario" = egcn-step-pig ]; then extra=(--input-noise 10 --noise-targets ssa); fi
+  # the published GCN and CNN direct weights take the time as an input (the seed's method); without this
+  # --decoder auto would train them on the change since the initial state (nn/increment.py)
+  if [ "$mode" = direct ] && [ "$arch" != egcn ]; then extra=(--decoder none); fi
   # the EGCN's direct mode is time-decoded (one graph pass per run, all 240 monthly outputs as targets):
   # many cheap epochs instead of few expensive ones
   if [ "$arch-$mode-$scenario" = egcn-direct-pig ]; then stride=1; epochs=$EGCN_DIRECT_PIG_EPOCHS; decay=0.99; patience=40; fi
