@@ -93,7 +93,7 @@ def fmt(v: Any, digits: int = 4) -> str:
 
 
 def flops_per_pass(model: Any, graph: Any, n_scalars: int, n_vectors: int) -> float:
-    """FLOPs of one forward pass (``encode`` for a time-decoded network) on ``graph``, counted by
+    """FLOPs of one forward pass (the EGCN's ``encode`` for a time-decoded EGCN) on ``graph``, counted by
     ``torch.utils.flop_counter`` on a float64 copy (the float32 CPU path calls oneDNN's fused kernel,
     which the counter does not see)."""
     import copy
@@ -110,7 +110,8 @@ def flops_per_pass(model: Any, graph: Any, n_scalars: int, n_vectors: int) -> fl
     s = torch.zeros(n, n_scalars, dtype=torch.float64)
     v = torch.ones(n, n_vectors, 2, dtype=torch.float64)
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
-        (m.encode if getattr(m, "decodes_time", False) else m)(g, s, v)
+        trunk = getattr(m, "decodes_time", False) and not getattr(m, "time_input", False)
+        (m.encode if trunk else m)(g, s, v)  # a time-input increment network: one pass, one output time
     return float(fc.get_total_flops())
 
 

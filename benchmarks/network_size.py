@@ -52,9 +52,9 @@ def pass_cost(ckpt, data: Path, repeats: int) -> tuple[float, float]:
     s, v = ckpt.input_normalizer.encode(sample.scalars, sample.vectors)
 
     def one() -> None:
-        if decoder:
+        if decoder and not getattr(model, "time_input", False):  # the EGCN's trunk pass
             model.encode(sample, s, v)
-        else:
+        else:  # one pass (a time-input increment network: one output time)
             model(sample, s, v)
 
     gflop = flops_per_pass(model, sample, ckpt.spec.n_scalars, ckpt.spec.n_vectors) / 1e9

@@ -39,6 +39,9 @@ EGCN_DIRECT_NORTH79_MORE_EPOCHS=${EGCN_DIRECT_NORTH79_MORE_EPOCHS:-600}
 EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-20}
 # the Pine Island GCN and CNN baselines: trained until the validation loss flattens
 PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
+# the GCN and CNN direct networks (increments; one sample per run, so more, cheaper epochs)
+PIG_DIRECT_BASELINE_EPOCHS=${PIG_DIRECT_BASELINE_EPOCHS:-60}
+NORTH79_DIRECT_BASELINE_EPOCHS=${NORTH79_DIRECT_BASELINE_EPOCHS:-100}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
@@ -50,7 +53,7 @@ for name in "${models[@]}"; do
     north79) ens=$data/north79-calving; stride=6; epochs=8 ;;  # 8 training runs, 20 of 120 outputs each
     *) echo "unknown scenario in $name" >&2; exit 2 ;;
   esac
-  decay=0.9; patience=4; extra=(); datas=(--data "$ens")
+  decay=0.9; patience=4; extra=(); datas=(--data "$ens"); batch=4
   # the Pine Island GCN and CNN: the 2, 3 and 5 km ensembles together, every 24th monthly output per epoch,
   # shifted by one each epoch (so 24 epochs see all 240)
   if [ "$scenario" = pig ] && [ "$arch" != egcn ]; then
@@ -60,6 +63,14 @@ for name in "${models[@]}"; do
   # the default step weights train for rollouts: smooth 10 m thickness noise on the inputs, the stress
   # balance of the perturbed geometry (solved by fem) as the target
   if [ "$arch-$mode-$scenario" = egcn-step-pig ]; then extra=(--input-noise 10 --noise-targets ssa); fi
+  # the GCN and CNN direct networks predict the change since the initial state (--decoder auto: increment,
+  # nn/increment.py): one sample is one run, its kept outputs one stacked pass, so they train in small
+  # batches of runs for more epochs, on every 24th output per epoch (shifted by one each epoch)
+  if [ "$mode" = direct ] && [ "$arch" != egcn ]; then
+    batch=2; extra=(--rotate-stride); stride=24
+    if [ "$scenario" = pig ]; then epochs=$PIG_DIRECT_BASELINE_EPOCHS; decay=0.95; patience=12
+    else epochs=$NORTH79_DIRECT_BASELINE_EPOCHS; decay=0.97; patience=20; fi
+  fi
   # the EGCN's direct mode is time-decoded (one graph pass per run, all 240 monthly outputs as targets):
   # many cheap epochs instead of few expensive ones
   if [ "$arch-$mode-$scenario" = egcn-direct-pig ]; then stride=1; epochs=$EGCN_DIRECT_PIG_EPOCHS; decay=0.99; patience=40; fi
@@ -72,7 +83,7 @@ for name in "${models[@]}"; do
   case $name in egcn-step-pig|egcn-step-north79|egcn-direct-north79) target=$out/$name-stage1.pt ;; esac
   echo "== $name: $(date -u +%FT%TZ)"
   "$bin" train "${datas[@]}" --model "$arch" --mode "$mode" --out "$target" --epochs "$epochs" \
-    --hidden 64 --layers 4 --batch-size 4 --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
+    --hidden 64 --layers 4 --batch-size "$batch" --lr 2e-3 --lr-decay "$decay" --time-stride "$stride" \
     --patience "$patience" --seed 0 --device cpu --no-progress --resume "${extra[@]}"
   if [ "$name" = egcn-direct-pig ]; then
     echo "== $name on the 2, 3 and 5 km meshes: $(date -u +%FT%TZ)"

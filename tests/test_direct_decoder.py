@@ -83,8 +83,8 @@ def test_config_round_trip():
     m2.load_state_dict(m.state_dict())
     with pytest.raises(ValueError, match="time_column"):
         EGCNDirect(3, 1, time_column=3, time_scale=1.0)
-    with pytest.raises(ValueError, match="no 'increment' decoder"):
-        build_model({**m.config, "arch": "gcn"})
+    with pytest.raises(ValueError, match="no 'absolute' decoder"):
+        build_model({**m.config, "decoder": "absolute"})
 
 
 

@@ -25,7 +25,9 @@ TINY = {"hidden": 8, "layers": 1, "batch_size": 2, "progress": False}
 
 @pytest.fixture(scope="module")
 def direct_ckpt(ens, tmp_path_factory):
-    return train(ens, model="gcn", mode="direct", out=tmp_path_factory.mktemp("ck") / "d.pt", epochs=3, **TINY)
+    """The seed's direct mode (time as an input, absolute outputs): one forward pass per output time."""
+    return train(ens, model="gcn", mode="direct", out=tmp_path_factory.mktemp("ck") / "d.pt", epochs=3,
+                 decoder=None, **TINY)
 
 
 @pytest.fixture(scope="module")

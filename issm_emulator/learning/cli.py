@@ -60,9 +60,10 @@ def _split_rule(text: str | None) -> object:
 @click.option("--vector-hidden", type=click.IntRange(min=1), default=None,
               help="EGCN: vector channels inside the network (default 16).")
 @click.option("--decoder", type=click.Choice(["auto", "increment", "none"]), default="auto", show_default=True,
-              help="Direct mode: 'increment' = one graph pass per run and a time decoder predicting the change "
-                   "since the initial state (EGCN); 'none' = time as an input (the seed's method); 'auto' = "
-                   "increment for EGCN, none otherwise.")
+              help="Direct mode: 'increment' = the network predicts the change since the initial state, exactly "
+                   "the initial state at t = 0 (EGCN: one graph pass per run and a time decoder; GCN, CNN: one "
+                   "pass per output time, time t/T as an input); 'none' = time as a normalised input and the "
+                   "absolute state as output (the seed's method); 'auto' = increment in direct mode.")
 @click.option("--input-noise", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Step mode: std (m) of a smooth thickness perturbation of the training inputs, so the network "
                    "learns to correct the drift of its own rollouts.")

@@ -508,8 +508,9 @@ class DirectDataset(EnsembleDataset):
 
 
 class DirectRunDataset(DirectDataset):
-    """Direct mode for networks with a time decoder (:class:`~issm_emulator.nn.direct.EGCNDirect`): one
-    sample per **run**, inputs = the initial state and the forcing (the ``time`` column is 0 and unused),
+    """Direct mode for time-decoded networks (:class:`~issm_emulator.nn.direct.EGCNDirect`,
+    :class:`~issm_emulator.nn.increment.TimeInputIncrement`): one sample per **run**, inputs = the initial
+    state and the forcing (the ``time`` column is 0: unused, or replaced by the network's ``t / T``),
     targets = the **changes since the initial state** at every kept output ``k`` of the run.
 
     A sample holds ``times (nv, K)`` (s since the start, the same on every vertex), ``y_velocity (nv, K, 2)``

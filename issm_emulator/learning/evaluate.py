@@ -144,8 +144,9 @@ def _predict_dataset(ckpt: Checkpoint, dataset: Any, device: torch.device, batch
 
 
 def _predict_decoded(ckpt: Checkpoint, dataset: Any, device: torch.device) -> dict:
-    """A time-decoded direct network (:class:`~issm_emulator.nn.direct.EGCNDirect`): per run one trunk
-    pass on the initial state, then the run's sample times decoded; initial state + predicted change."""
+    """A time-decoded direct network (:class:`~issm_emulator.nn.direct.EGCNDirect`: per run one trunk pass on
+    the initial state, then the run's sample times decoded; :class:`~issm_emulator.nn.increment.TimeInputIncrement`:
+    one GCN/CNN pass per sample time); initial state + predicted change."""
     model = ckpt.model.to(device).eval()
     dtype = next(model.parameters()).dtype
     in_norm, out_norm = ckpt.input_normalizer.to(device), ckpt.output_normalizer.to(device)
@@ -378,8 +379,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 def _markdown(rows: list[dict[str, Any]], ckpt: Checkpoint, dataset: Any, split: Any, method: str,
               fast: float, param: str) -> str:
     how = {"direct": "direct prediction of every output time from the initial state",
-           "direct-decoded": "direct prediction of the change since the initial state (one graph pass per run, "
-                             "a time decoder per output)",
+           "direct-decoded": "direct prediction of the change since the initial state (exactly the initial "
+                             "state at t = 0)",
            "rollout": "autoregressive step rollout (network velocity + FE mass transport)",
            "teacher-forced": "one-step teacher-forced velocity (FE geometry of the previous output; no thickness)"}
     units = dataset.ds.attrs.get("parameter_units", "")

@@ -258,10 +258,10 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
     rotate_stride : epoch ``e`` trains on the outputs ``k = m S - ((e - 1) mod S)`` (``S = time_stride``), so
         every ``S`` epochs see every output once; validation keeps ``k = m S``
     callback : called on rank 0 with each epoch's history record
-    decoder : direct mode's output parameterisation: ``'increment'`` (a time-decoded network,
-        :class:`~issm_emulator.nn.direct.EGCNDirect`: one graph pass per run, outputs = changes since the
-        initial state, exactly the initial state at ``t = 0``), None (time as one more input, the seed's
-        method), or ``'auto'``: ``'increment'`` for EGCN direct mode, None otherwise
+    decoder : direct mode's output parameterisation: ``'increment'`` (outputs = changes since the initial
+        state, exactly the initial state at ``t = 0``: :class:`~issm_emulator.nn.direct.EGCNDirect`, one pass
+        per run; :class:`~issm_emulator.nn.increment.TimeInputIncrement`, one GCN/CNN pass per time), None
+        (time as an input, absolute outputs: the seed's method), ``'auto'``: ``'increment'`` in direct mode
     input_noise : step mode: standard deviation (m) of the smooth thickness perturbation of the training
         inputs (:class:`~issm_emulator.learning.dataset.StepDataset`; validation inputs are never perturbed)
     noise_targets : with ``input_noise``: ``'keep'`` the true velocity as the target, or ``'ssa'`` the stress
@@ -292,11 +292,11 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
     if lr_schedule not in ("exponential", "plateau", "constant"):
         raise ValueError(f"lr_schedule must be 'exponential', 'plateau' or 'constant', got {lr_schedule!r}")
     if decoder == "auto":
-        decoder = "increment" if (model, mode) == ("egcn", "direct") else None
+        decoder = "increment" if mode == "direct" else None
     if decoder not in (None, "increment"):
         raise ValueError(f"decoder must be 'increment', None or 'auto', got {decoder!r}")
-    if decoder is not None and (model, mode) != ("egcn", "direct"):
-        raise ValueError(f"decoder={decoder!r} exists for EGCN direct mode only (got {model} {mode} mode)")
+    if decoder is not None and mode != "direct":
+        raise ValueError(f"decoder={decoder!r} is a direct-mode option (got {model} {mode} mode)")
     out = Path(out)
     world, rank, local_rank = _dist_env()
     distributed = world > 1
@@ -376,11 +376,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
         start = load_checkpoint(init_from)
-        if start.mode != mode or start.config.get("arch") != arch or tuple(start.spec.scalars) != tuple(spec.scalars) \
-                or tuple(start.spec.vectors) != tuple(spec.vectors):
-            raise DatasetError(f"init_from={init_from}: a {start.config.get('arch')} {start.mode}-mode network with "
-                               f"inputs {list(start.spec.scalars)}; this training is {arch} {mode} mode with "
-                               f"{list(spec.scalars)}")
+        if start.mode != mode or start.config.get("arch") != arch or start.config.get("decoder") != decoder or \
+                tuple(start.spec.scalars) != tuple(spec.scalars) or tuple(start.spec.vectors) != tuple(spec.vectors):
+            raise DatasetError(f"init_from={init_from}: a {start.config.get('arch')} {start.mode}-mode network (decoder "
+                               f"{start.config.get('decoder')}) with inputs {list(start.spec.scalars)}; this training "
+                               f"is {arch} {mode} mode (decoder {decoder}) with {list(spec.scalars)}")
         in_norm, out_norm = start.input_normalizer, start.output_normalizer
     else:
         in_norm, out_norm = fit_normalizers(train_ds)

@@ -9,6 +9,11 @@ All three share one interface::
 with inputs built by :func:`issm_emulator.nn.features.build_inputs` and normalised by
 :class:`issm_emulator.nn.normalizer.Normalizer`; :mod:`issm_emulator.solvers.emulator.checkpoint` saves and loads
 trained models with their normalisation statistics and input manifest.
+
+In direct mode the networks are time-decoded by default (``build_model({..., "decoder": "increment",
+"time_column": j, "time_scale": T})``, :data:`DECODERS`): ``model(graph, scalars, vectors, times)`` returns
+the changes since the initial state at ``times``, ``(n, K, 2)`` and ``(n, K)``, exactly zero at ``t = 0``;
+``model.encode``/``model.member_codes``/``model.decode`` split that for the runtime.
 """
 
 from __future__ import annotations
@@ -32,12 +37,16 @@ from issm_emulator.nn.features import (
     nodal_gradient,
 )
 from issm_emulator.nn.gcn import GCN
+from issm_emulator.nn.increment import CNNIncrement, GCNIncrement, TimeInputCode, TimeInputIncrement
 from issm_emulator.nn.normalizer import Normalizer
 
 #: architecture name -> class
 ARCHITECTURES: dict[str, type[nn.Module]] = {"egcn": EGCN, "gcn": GCN, "cnn": CNN}
-#: (architecture, decoder) -> class of the direct-mode networks with a time decoder
-DECODERS: dict[tuple[str, str], type[nn.Module]] = {("egcn", "increment"): EGCNDirect}
+#: (architecture, decoder) -> class of the time-decoded direct-mode networks (increments since the initial
+#: state; ``decodes_time = True``): the EGCN's trunk runs once per initial state, the GCN and CNN once per time
+DECODERS: dict[tuple[str, str], type[nn.Module]] = {("egcn", "increment"): EGCNDirect,
+                                                    ("gcn", "increment"): GCNIncrement,
+                                                    ("cnn", "increment"): CNNIncrement}
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
@@ -65,10 +74,12 @@ def model_from_spec(arch: str, spec: FeatureSpec, **options: Any) -> nn.Module:
 __all__ = [
     "ARCHITECTURES",
     "CNN",
+    "CNNIncrement",
     "DECODERS",
     "EGCN",
     "EGCNDirect",
     "GCN",
+    "GCNIncrement",
     "SCALAR_FEATURES",
     "SCALAR_OUTPUTS",
     "VECTOR_FEATURES",
@@ -77,6 +88,8 @@ __all__ = [
     "FeatureSpec",
     "GridOperator",
     "Normalizer",
+    "TimeInputCode",
+    "TimeInputIncrement",
     "build_inputs",
     "build_model",
     "default_spec",

@@ -258,7 +258,20 @@ class CNN(nn.Module):
         ``graph.face`` (triangles; Delaunay of ``pos`` when absent). ``edge_attr`` is ignored."""
         pos, _ = graph_parts(graph)
         check_inputs(self, pos, scalars, vectors)
-        x_in = torch.cat([scalars, vectors.flatten(1)], dim=-1)
+        out = self.forward_stacked(graph, scalars.unsqueeze(0), vectors)
+        return {k: y[0] for k, y in out.items()}
+
+    def forward_stacked(self, graph: Any, scalars: Tensor, vectors: Tensor) -> dict[str, Tensor]:
+        """``K`` passes on the same graph(s) in one: ``scalars (K, n, S)``, ``vectors (n, C_v, 2)`` (shared
+        by the ``K`` passes) -> ``{'velocity': (K, n, 2), <scalar output>: (K, n)}``; the ``K`` feature sets
+        of every graph are one more batch dimension of the grid convolutions."""
+        pos, _ = graph_parts(graph)
+        kk, n = scalars.shape[0], pos.shape[0]
+        if scalars.ndim != 3 or scalars.shape[1:] != (n, self.n_scalars):
+            raise ValueError(f"CNN: stacked scalars must have shape (K, {n}, {self.n_scalars}), got "
+                             f"{tuple(scalars.shape)}")
+        check_inputs(self, pos, scalars[0], vectors)
+        x_in = torch.cat([scalars, vectors.flatten(1).expand(kk, -1, -1)], dim=-1)     # (K, n, C)
         pos_np = pos.detach().cpu().numpy().astype(np.float64)
         groups: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         ops: dict[str, GridOperator] = {}
@@ -268,25 +281,25 @@ class CNN(nn.Module):
             ops[key] = op
             groups.setdefault(key, []).append((a, b))
         n_out = 2 + len(self.scalar_outputs)
-        y = x_in.new_zeros((x_in.shape[0], n_out))
+        y = x_in.new_zeros((kk, n, n_out))
         pieces, index = [], []
         for key, spans in groups.items():
             op = ops[key]
             to_grid, to_mesh, mask = op.tensors(x_in.dtype, x_in.device)
-            nb, nv, c = len(spans), spans[0][1] - spans[0][0], x_in.shape[1]
-            xb = torch.stack([x_in[a:b] for a, b in spans], 1).reshape(nv, nb * c)  # (nv, B*C)
-            z = torch.sparse.mm(to_grid, xb).reshape(op.ny, op.nx, nb, c).permute(2, 3, 0, 1)
-            z = torch.cat([z, mask.expand(nb, 1, op.ny, op.nx)], dim=1)
+            nb, nv, c = len(spans), spans[0][1] - spans[0][0], x_in.shape[-1]
+            xb = torch.stack([x_in[:, a:b] for a, b in spans], 2).transpose(0, 1).reshape(nv, kk * nb * c)
+            z = torch.sparse.mm(to_grid, xb).reshape(op.ny, op.nx, kk * nb, c).permute(2, 3, 0, 1)
+            z = torch.cat([z, mask.expand(kk * nb, 1, op.ny, op.nx)], dim=1)
             for conv in self.convs:
                 z = self.act(conv(z))
-            z = self.head(z)  # (B, n_out, ny, nx)
-            zg = z.permute(2, 3, 0, 1).reshape(op.ny * op.nx, nb * n_out)
-            ym = torch.sparse.mm(to_mesh, zg).reshape(nv, nb, n_out)
-            for k, (a, b) in enumerate(spans):
-                pieces.append(ym[:, k])
+            z = self.head(z)  # (K*B, n_out, ny, nx)
+            zg = z.permute(2, 3, 0, 1).reshape(op.ny * op.nx, kk * nb * n_out)
+            ym = torch.sparse.mm(to_mesh, zg).reshape(nv, kk, nb, n_out)
+            for j, (a, b) in enumerate(spans):
+                pieces.append(ym[:, :, j].transpose(0, 1))                           # (K, nv, n_out)
                 index.append(torch.arange(a, b, device=x_in.device))
-        y = y.index_copy(0, torch.cat(index), torch.cat(pieces)) + self.skip(x_in)
-        out = {"velocity": y[:, :2]}
-        for k, name in enumerate(self.scalar_outputs):
-            out[name] = y[:, 2 + k]
+        y = y.index_copy(1, torch.cat(index), torch.cat(pieces, 1)) + self.skip(x_in)
+        out = {"velocity": y[..., :2]}
+        for j, name in enumerate(self.scalar_outputs):
+            out[name] = y[..., 2 + j]
         return out

@@ -107,6 +107,15 @@ class EGCNDirect(EGCN):
         h, v = self.trunk(graph, self._trunk_scalars(scalars), vectors)
         return self.dec_h(h), torch.cat([v, vectors], dim=1)
 
+    @staticmethod
+    def member_codes(code: tuple[Tensor, Tensor], n_members: int) -> list[tuple[Tensor, Tensor]]:
+        """The code of each of ``n_members`` equal-size graphs of a batch (row views, no copy)."""
+        a, vall = code
+        n = a.shape[0] // n_members
+        if n * n_members != a.shape[0]:
+            raise ValueError(f"a code of {a.shape[0]} vertices does not split into {n_members} equal graphs")
+        return [(a[j * n:(j + 1) * n], vall[j * n:(j + 1) * n]) for j in range(n_members)]
+
     def decode(self, code: tuple[Tensor, Tensor], times: Tensor) -> dict[str, Tensor]:
         """Increments at elapsed ``times`` (s since the initial state): ``(K,)`` for every vertex, or
         ``(n, K)`` per vertex (a batch of graphs with their own times).

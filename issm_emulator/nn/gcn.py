@@ -69,9 +69,22 @@ class GCN(nn.Module):
     def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
                 edge_attr: Tensor | None = None) -> dict[str, Tensor]:
         """Predict ``{'velocity': (n, 2), <scalar output>: (n,), ...}``; ``edge_attr`` is ignored."""
-        pos, edge_index = graph_parts(graph)
+        pos, _ = graph_parts(graph)
         check_inputs(self, pos, scalars, vectors)
-        x_in = torch.cat([scalars, vectors.flatten(1)], dim=-1)
+        out = self.forward_stacked(graph, scalars.unsqueeze(0), vectors)
+        return {k: y[0] for k, y in out.items()}
+
+    def forward_stacked(self, graph: Any, scalars: Tensor, vectors: Tensor) -> dict[str, Tensor]:
+        """``K`` passes on the same graph in one: ``scalars (K, n, S)``, ``vectors (n, C_v, 2)`` (shared by
+        the ``K`` passes) -> ``{'velocity': (K, n, 2), <scalar output>: (K, n)}`` (the convolutions act on
+        the node dimension, the leading one is a batch of feature sets)."""
+        pos, edge_index = graph_parts(graph)
+        k, n = scalars.shape[0], pos.shape[0]
+        if scalars.ndim != 3 or scalars.shape[1:] != (n, self.n_scalars):
+            raise ValueError(f"GCN: stacked scalars must have shape (K, {n}, {self.n_scalars}), got "
+                             f"{tuple(scalars.shape)}")
+        check_inputs(self, pos, scalars[0], vectors)
+        x_in = torch.cat([scalars, vectors.flatten(1).expand(k, -1, -1)], dim=-1)      # (K, n, F)
         weight = None
         if self.distance_weights:
             d = edge_vectors(graph, pos, edge_index).to(scalars.dtype).norm(dim=-1)
@@ -80,7 +93,7 @@ class GCN(nn.Module):
         for conv in self.convs:
             x = self.act(conv(x, edge_index, weight))
         y = self.head(x) + self.skip(x_in)
-        out = {"velocity": y[:, :2]}
-        for k, name in enumerate(self.scalar_outputs):
-            out[name] = y[:, 2 + k]
+        out = {"velocity": y[..., :2]}
+        for j, name in enumerate(self.scalar_outputs):
+            out[name] = y[..., 2 + j]
         return out

@@ -70,7 +70,8 @@ _INITIAL = {"thickness": lambda st: st.geometry.thickness, "ice_levelset": lambd
 
 def _decoded_predict(net: BoundNetwork, states: Sequence[ModelState], items: list[_DirectItem],
                      on_done: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
-    """A time-decoded network: one trunk pass per member, its times decoded; initial state + changes."""
+    """A time-decoded network (EGCN: one trunk pass per member, its times decoded; GCN/CNN: one pass per
+    time); initial state + changes."""
     members = sorted({it.member for it in items})
     inputs = [_direct_inputs(net, states[m], states[m].timestepping.start_time) for m in members]
     times = [np.array([it.t - states[m].timestepping.start_time for it in items if it.member == m])

@@ -263,8 +263,9 @@ class BoundNetwork:
 
     @property
     def decodes_time(self) -> bool:
-        """Whether the network is time-decoded (:class:`~issm_emulator.nn.direct.EGCNDirect`): one trunk
-        pass per initial state, then :meth:`predict_increments` at any times."""
+        """Whether the network is time-decoded (:class:`~issm_emulator.nn.direct.EGCNDirect`,
+        :class:`~issm_emulator.nn.increment.TimeInputIncrement`): increments since the initial state at any
+        times by :meth:`predict_increments`."""
         return bool(getattr(self.model, "decodes_time", False))
 
     def predict_increments(self, items: list[tuple[torch.Tensor, torch.Tensor]], times: list[np.ndarray],
@@ -272,12 +273,16 @@ class BoundNetwork:
         """Changes since the initial state of each item at its ``times`` (s since the start), SI float64.
 
         ``items[m]`` are the (unnormalised) inputs of member ``m``'s initial state; up to the policy's
-        graphs per pass go through the trunk together, then each member's times are decoded
-        ``chunk_times`` at a time. Returns per member a list of ``{'vx', 'vy', <scalar outputs>}``, one per
-        time."""
+        graphs per pass are encoded together (``model.encode``: the EGCN's trunk pass; the GCN's and CNN's
+        code only keeps the inputs), ``model.member_codes`` splits the code per member (the EGCN's rows, the
+        GCN's and CNN's graph and rows), then each member's times are decoded ``chunk_times`` at a time
+        (``model.decode``: the EGCN's per-vertex decoder; one stacked pass of the GCN or CNN per time).
+        Returns per member a list of ``{'vx', 'vy', <scalar outputs>}``, one per time."""
         if not self.decodes_time:
-            raise TypeError("predict_increments needs a time-decoded network (EGCNDirect)")
+            raise TypeError("predict_increments needs a time-decoded network (EGCNDirect, GCNIncrement, "
+                            "CNNIncrement)")
         size = self.graphs_per_pass(len(items))
+        per_time = bool(getattr(self.model, "time_input", False))  # one graph pass per output time
         names = self.spec.scalar_outputs
         onorm = self.ckpt.output_normalizer
         out: list[list[dict[str, np.ndarray]]] = []
@@ -290,16 +295,19 @@ class BoundNetwork:
                 s = torch.cat([c[0] for c in chunk])
                 v = torch.cat([c[1] for c in chunk])
                 s, v = self.ckpt.input_normalizer.encode(s, v)
-                a, vall = self.model.encode(self._batch(len(chunk)), s, v)
-                self.forward_passes += 1
-                self.graphs_evaluated += len(chunk)
-                for j in range(len(chunk)):
-                    rows = slice(j * self.nv, (j + 1) * self.nv)
+                codes = self.model.member_codes(self.model.encode(self._batch(len(chunk)), s, v), len(chunk))
+                if not per_time:  # the EGCN's trunk pass; a time-input network's passes are its decodes
+                    self.forward_passes += 1
+                    self.graphs_evaluated += len(chunk)
+                for j, code in enumerate(codes):
                     t_all = np.asarray(times[start + j], float)
                     member: list[dict[str, np.ndarray]] = []
                     for t0 in range(0, t_all.size, chunk_times):
                         t = torch.as_tensor(t_all[t0:t0 + chunk_times], dtype=self.dtype, device=self.device)
-                        res = self.model.decode((a[rows], vall[rows]), t)
+                        res = self.model.decode(code, t)
+                        if per_time:
+                            self.forward_passes += 1
+                            self.graphs_evaluated += t.shape[0]
                         vel = (res["velocity"] * v_scale).to("cpu", torch.float64).numpy()      # (nv, K, 2)
                         sc = [(res[n] * s_std[i]).to("cpu", torch.float64).numpy() for i, n in enumerate(names)]
                         for q in range(t.shape[0]):
