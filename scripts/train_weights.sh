@@ -40,7 +40,7 @@ EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-20}
 # the Pine Island GCN and CNN baselines: trained until the validation loss flattens
 PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
 # the GCN and CNN direct networks (increments; one sample per run, so more, cheaper epochs)
-PIG_DIRECT_BASELINE_EPOCHS=${PIG_DIRECT_BASELINE_EPOCHS:-60}
+PIG_DIRECT_BASELINE_EPOCHS=${PIG_DIRECT_BASELINE_EPOCHS:-40}
 NORTH79_DIRECT_BASELINE_EPOCHS=${NORTH79_DIRECT_BASELINE_EPOCHS:-100}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator

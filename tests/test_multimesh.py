@@ -54,6 +54,11 @@ def test_one_checkpoint_for_two_meshes(ens, ens_fine, tmp_path, arch):
     for res in (200e3, 150e3, 175e3):
         assert [v for v in check_domain(dom, _square(res)) if v.hard] == [], res
     assert any(v.what.startswith("mesh resolution") for v in check_domain(dom, _square(60e3)))
+    if arch == "cnn":  # one grid spacing for every mesh (the first one's mean edge length), not one per mesh
+        from issm_emulator.nn.cnn import mean_edge_length
+
+        m = StepDataset(ens, "train").mesh
+        assert ck.model.cell_size == pytest.approx(mean_edge_length(m.x, m.y, m.elements))
 
 
 def test_fine_tuning_starts_from_the_checkpoint(ens, ens_fine, tmp_path):

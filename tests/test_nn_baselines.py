@@ -102,6 +102,24 @@ def test_cnn_round_trip_of_linear_field_is_exact():
     assert np.abs(opr.to_mesh @ (opr.to_grid @ fr) - fr).max() < 1e-8 * np.abs(fr).max()
 
 
+def test_grid_extrapolation_is_bounded_beside_a_straight_boundary():
+    # a straight boundary sampled every 100 m (nudged by 0.1 mm) beside 1 km interior vertices: the nearest
+    # vertices of a centre just outside are all nearly collinear, and a plain plane fit through them
+    # amplifies values by ~3e4 (a 79N mesh gave 6e13); the fit must cut that and stay bounded
+    gx, gy = np.meshgrid(np.arange(12.0), np.arange(1.0, 6.0))
+    bx = np.arange(0.0, 11.01, 0.1)
+    x = np.concatenate([gx.ravel(), bx]) * 1e3
+    y = np.concatenate([gy.ravel(), np.random.default_rng(0).normal(0.0, 1e-4, bx.shape)]) * 1e3
+    tri = Delaunay(np.stack([x, y], 1)).simplices.astype(np.int64)
+    op = grid_operator(x, y, tri, cell_size=370.0, max_gain=8.0)
+    gain = np.abs(op.to_grid).sum(axis=1).A.ravel()
+    assert gain.max() <= 8.0 + 1e-9
+    f = 3.0 + 2e-3 * x - 5e-4 * y  # still exact inside the mesh
+    cx, cy = op.centres()
+    inside = op.inside.ravel()
+    assert np.allclose((op.to_grid @ f)[inside], (3.0 + 2e-3 * cx - 5e-4 * cy).ravel()[inside], atol=1e-9)
+
+
 def test_cnn_round_trip_of_smooth_field_converges():
     x, y, tri = square_mesh(n=25, jitter=0.1)
     f = np.sin(x / 3e3) * np.cos(y / 4e3)

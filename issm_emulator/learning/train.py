@@ -344,8 +344,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                          "the previous velocity input: it needs previous_velocity=True")
     if previous_velocity:
         noise = {**noise, "previous_velocity": True, "velocity_noise": float(velocity_noise)}
-    from issm_emulator.learning.collection import (EnsembleCollection, is_collection, mesh_vertices, run_values,
-                                                   set_time_phase)
+    from issm_emulator.learning.collection import (EnsembleCollection, is_collection, mesh_vertices, parts,
+                                                   run_values, set_time_phase)
 
     def split_dataset(split: str, **extra: Any) -> Any:
         """One split of ``data``: one ensemble, or several (a collection with the first one's features)."""
@@ -399,6 +399,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     if decoder is not None:  # the time decoder's column and time unit come from the training data
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
                          "time_scale": float(forcing_ranges["time"][1])}
+    if arch == "cnn" and is_collection(data) and model_options.get("cell_size") is None:  # one grid spacing for all
+        from issm_emulator.nn.cnn import mean_edge_length                                # meshes: the first's
+
+        m0 = parts(train_ds)[0].mesh
+        model_options = {**model_options, "cell_size": mean_edge_length(m0.x, m0.y, m0.elements)}
     _seed_everything(seed)
     if start is not None:
         net = start.model.to(dev)

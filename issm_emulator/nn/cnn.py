@@ -94,7 +94,8 @@ def mean_edge_length(x: np.ndarray, y: np.ndarray, triangles: np.ndarray) -> flo
 
 
 def grid_operator(x: Any, y: Any, triangles: Any = None, *, cell_size: float | None = None,
-                  band: float = 2.0, n_fit: int = 6, max_cells: int = 4_000_000) -> GridOperator:
+                  band: float = 2.0, n_fit: int = 6, max_cells: int = 4_000_000,
+                  max_gain: float = 8.0) -> GridOperator:
     """Build the interpolation matrices between a triangle mesh and a regular grid.
 
     Parameters
@@ -105,6 +106,8 @@ def grid_operator(x: Any, y: Any, triangles: Any = None, *, cell_size: float | N
     band : centres outside the mesh within ``band * h`` of a vertex get the value at the centre of the
         least-squares plane through their ``n_fit`` nearest vertices (linear extrapolation); farther ones 0
     n_fit : number of vertices of that plane fit
+    max_gain : largest sum of absolute weights of such a fit; beyond it (nearly collinear neighbours) the
+        centre gets inverse-distance weights of the same vertices instead (no amplification)
     max_cells : refuse grids with more cells (raise :class:`ValueError` naming a coarser spacing)
     """
     x = np.asarray(x, np.float64).ravel()
@@ -142,10 +145,17 @@ def grid_operator(x: Any, y: Any, triangles: Any = None, *, cell_size: float | N
         _, nbr = tree.query(np.stack([px[k_out], py[k_out]], 1), k=nk)
         nbr = np.asarray(nbr, np.int64).reshape(k_out.size, nk)
         # least-squares plane through the nearest vertices, evaluated at the centre: exact for linear
-        # fields; the weights are the first row of the pseudo-inverse of A = [1, dx/h, dy/h]
+        # fields; the weights are the first row of the pseudo-inverse of A = [1, dx/h, dy/h]. Nearly
+        # collinear neighbours (a straight mesh boundary) make A ill-conditioned: small singular values are
+        # cut (rcond), and a fit still amplifying by more than max_gain falls back to inverse-distance weights
         a_mat = np.stack([np.ones(nbr.shape), (x[nbr] - px[k_out, None]) / h,
                           (y[nbr] - py[k_out, None]) / h], axis=2)
-        w_fit = np.linalg.pinv(a_mat)[:, 0, :] if k_out.size else np.zeros((0, nk))
+        w_fit = np.linalg.pinv(a_mat, rcond=1e-2)[:, 0, :] if k_out.size else np.zeros((0, nk))
+        wild = np.abs(w_fit).sum(axis=1) > max_gain
+        if wild.any():
+            d_nbr = np.hypot(x[nbr[wild]] - px[k_out[wild], None], y[nbr[wild]] - py[k_out[wild], None])
+            inv = 1.0 / np.maximum(d_nbr, 1e-9 * h)
+            w_fit[wild] = inv / inv.sum(axis=1, keepdims=True)
         rows.append(np.repeat(k_out, nk)), cols.append(nbr.ravel()), vals.append(w_fit.ravel())
     to_grid = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                             shape=(nx * ny, nv))
