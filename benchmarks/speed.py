@@ -285,8 +285,9 @@ def markdown(args, nv: int, ne: int, singles: list[tuple[int, dict, list[dict]]]
         + " Step mode calls the network "
         "once per time step and runs the FE mass transport, grounding-line and output code of `fem` as well, "
         "so it can only save the stress-balance share of a step (the loop floor above); direct mode skips time "
-        "stepping altogether: a network with time as an input (the seed's method; GCN, CNN) costs one forward "
-        "pass per output, the time-decoded EGCN one pass per run plus one small per-vertex decoder per output.",
+        "stepping altogether: the GCN and CNN, whose network takes the time as an input, cost one forward pass "
+        "per output (up to 16 outputs stacked in one pass), the EGCN one trunk pass per run plus one small "
+        "per-vertex decoder per output.",
     ]
     return "\n".join(lines)
 

@@ -26,11 +26,9 @@ EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 # mesh between 2 and 5 km) for this many epochs (where that training was stopped)
 EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
 # egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets),
-# then 12 more from that one at a lower rate again (another noise seed), then a fourth stage on the 2, 3 and 5 km
-# ensembles together, the kept monthly outputs shifted by one each epoch (all 240 in 12 epochs)
+# then 12 more from that one at a lower rate again (another noise seed); 3 km only (docs/training.md says why)
 EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
 EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
-EGCN_STEP_PIG_MESH_EPOCHS=${EGCN_STEP_PIG_MESH_EPOCHS:-12}
 # egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
@@ -41,7 +39,7 @@ EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-20}
 PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
 # the GCN and CNN direct networks (increments; one sample per run, so more, cheaper epochs)
 PIG_DIRECT_BASELINE_EPOCHS=${PIG_DIRECT_BASELINE_EPOCHS:-40}
-NORTH79_DIRECT_BASELINE_EPOCHS=${NORTH79_DIRECT_BASELINE_EPOCHS:-100}
+NORTH79_DIRECT_BASELINE_EPOCHS=${NORTH79_DIRECT_BASELINE_EPOCHS:-300}
 mkdir -p "$out"
 bin=$(dirname "$0")/../.venv/bin/issm-emulator
 for name in "${models[@]}"; do
@@ -69,7 +67,7 @@ for name in "${models[@]}"; do
   if [ "$mode" = direct ] && [ "$arch" != egcn ]; then
     batch=2; extra=(--rotate-stride); stride=24
     if [ "$scenario" = pig ]; then epochs=$PIG_DIRECT_BASELINE_EPOCHS; decay=0.95; patience=12
-    else epochs=$NORTH79_DIRECT_BASELINE_EPOCHS; decay=0.97; patience=20; fi
+    else epochs=$NORTH79_DIRECT_BASELINE_EPOCHS; decay=0.99; patience=30; fi
   fi
   # the EGCN's direct mode is time-decoded (one graph pass per run, all 240 monthly outputs as targets):
   # many cheap epochs instead of few expensive ones
@@ -98,14 +96,9 @@ for name in "${models[@]}"; do
       --epochs "$EGCN_STEP_PIG_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 12 --patience 5 \
       --seed 0 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name, third stage: $(date -u +%FT%TZ)"
-    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name-stage3.pt" \
+    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name.pt" \
       --epochs "$EGCN_STEP_PIG_STAGE3_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
-    echo "== $name on the 2, 3 and 5 km meshes: $(date -u +%FT%TZ)"
-    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --model egcn \
-      --mode step --init "$out/$name-stage3.pt" --out "$out/$name.pt" --epochs "$EGCN_STEP_PIG_MESH_EPOCHS" \
-      --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 --rotate-stride --patience 6 --seed 3 --device cpu \
-      --no-progress --resume "${extra[@]}"
   fi
   if [ "$name" = egcn-direct-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"

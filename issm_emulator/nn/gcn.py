@@ -76,23 +76,28 @@ class GCN(nn.Module):
 
     def forward_stacked(self, graph: Any, scalars: Tensor, vectors: Tensor) -> dict[str, Tensor]:
         """``K`` passes on the same graph in one: ``scalars (K, n, S)``, ``vectors (n, C_v, 2)`` (shared by
-        the ``K`` passes) -> ``{'velocity': (K, n, 2), <scalar output>: (K, n)}`` (the convolutions act on
-        the node dimension, the leading one is a batch of feature sets)."""
+        the ``K`` passes) -> ``{'velocity': (K, n, 2), <scalar output>: (K, n)}``. The ``K`` feature sets go
+        through one block-diagonal graph of ``K`` copies (node ``j n + i`` is node ``i`` of copy ``j``), so
+        the convolutions keep their two-dimensional (nodes x channels) fast path."""
         pos, edge_index = graph_parts(graph)
         k, n = scalars.shape[0], pos.shape[0]
         if scalars.ndim != 3 or scalars.shape[1:] != (n, self.n_scalars):
             raise ValueError(f"GCN: stacked scalars must have shape (K, {n}, {self.n_scalars}), got "
                              f"{tuple(scalars.shape)}")
         check_inputs(self, pos, scalars[0], vectors)
-        x_in = torch.cat([scalars, vectors.flatten(1).expand(k, -1, -1)], dim=-1)      # (K, n, F)
+        x_in = torch.cat([scalars, vectors.flatten(1).expand(k, -1, -1)], dim=-1).reshape(k * n, -1)  # (K n, F)
         weight = None
         if self.distance_weights:
             d = edge_vectors(graph, pos, edge_index).to(scalars.dtype).norm(dim=-1)
             weight = torch.exp(-d / self.length_scale)
+        if k > 1:
+            shift = torch.arange(k, device=edge_index.device, dtype=edge_index.dtype) * n
+            edge_index = (edge_index.unsqueeze(1) + shift.view(1, k, 1)).reshape(2, -1)
+            weight = None if weight is None else weight.repeat(k)
         x = x_in
         for conv in self.convs:
             x = self.act(conv(x, edge_index, weight))
-        y = self.head(x) + self.skip(x_in)
+        y = (self.head(x) + self.skip(x_in)).reshape(k, n, -1)
         out = {"velocity": y[..., :2]}
         for j, name in enumerate(self.scalar_outputs):
             out[name] = y[..., 2 + j]

@@ -20,7 +20,7 @@ the stress balance of the initial geometry, not the observed initial velocity).
 
 ``K`` output times cost ``K`` passes of the base network, done as one stacked pass
 (:meth:`~issm_emulator.nn.gcn.GCN.forward_stacked`: the ``K`` feature sets are a leading batch dimension
-of the same graph), ``max_stacked_times`` times at a time. Outputs are increments in normalised units,
+of the same graph), as many times per pass as :attr:`~TimeInputIncrement.stacked_times` gives for the device. Outputs are increments in normalised units,
 scaled by an output normaliser fitted on increments with zero mean, as for ``EGCNDirect``.
 
 The interface is that of ``EGCNDirect``: :meth:`~TimeInputIncrement.encode` (here it only keeps the graph
@@ -67,8 +67,12 @@ class TimeInputIncrement(nn.Module):
     time_input = True
     arch: ClassVar[str]
     base_class: ClassVar[type[nn.Module]]
-    #: output times per stacked pass of the base network (bounds the memory of one pass)
-    max_stacked_times = 16
+    #: output times per stacked pass of the base network, by device type, the cheapest per time measured by
+    #: benchmarks/stacked_times.py (docs/performance.md): on the CPU a stacked GCN pass costs more per time
+    #: than single ones (its per-edge gathers of K copies leave the cache), a CNN pass least at about 4.
+    #: An instance's ``max_stacked_times`` overrides it.
+    stacked_times: ClassVar[dict[str, int]] = {"cpu": 4, "cuda": 16}
+    max_stacked_times: int | None = None
 
     def __init__(self, n_scalars: int, n_vectors: int, scalar_outputs: Sequence[str] = (), *,
                  time_column: int, time_scale: float, **kw: Any):
@@ -121,8 +125,9 @@ class TimeInputIncrement(nn.Module):
         if tau.ndim != 2 or tau.shape[0] != n:
             raise ValueError(f"times must have shape (K,) or ({n}, K), got {tuple(times.shape)}")
         parts: list[dict[str, Tensor]] = []
-        for k0 in range(0, tau.shape[1], self.max_stacked_times):
-            tk = tau[:, k0:k0 + self.max_stacked_times].transpose(0, 1)                     # (k, n)
+        step = int(self.max_stacked_times or self.stacked_times.get(s0.device.type, self.stacked_times["cpu"]))
+        for k0 in range(0, tau.shape[1], step):
+            tk = tau[:, k0:k0 + step].transpose(0, 1)                                         # (k, n)
             s = s0.unsqueeze(0).repeat(tk.shape[0], 1, 1)
             s[..., self.time_column] = tk
             raw = self.base.forward_stacked(code.graph, s, code.vectors)
@@ -147,6 +152,7 @@ class GCNIncrement(TimeInputIncrement):
 
     arch = "gcn"
     base_class = GCN
+    stacked_times: ClassVar[dict[str, int]] = {"cpu": 1, "cuda": 16}
 
 
 class CNNIncrement(TimeInputIncrement):
