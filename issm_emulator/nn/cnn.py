@@ -25,7 +25,7 @@ from matplotlib.tri import Triangulation
 from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
-from issm_emulator.nn.egcn import check_inputs, graph_parts
+from issm_emulator.nn.egcn import check_inputs, graph_parts, stacked_inputs
 
 
 @dataclass(eq=False)
@@ -275,13 +275,8 @@ class CNN(nn.Module):
         """``K`` passes on the same graph(s) in one: ``scalars (K, n, S)``, ``vectors (n, C_v, 2)`` (shared
         by the ``K`` passes) -> ``{'velocity': (K, n, 2), <scalar output>: (K, n)}``; the ``K`` feature sets
         of every graph are one more batch dimension of the grid convolutions."""
-        pos, _ = graph_parts(graph)
+        pos, x_in = stacked_inputs(self, graph, scalars, vectors)                         # x_in (K, n, C)
         kk, n = scalars.shape[0], pos.shape[0]
-        if scalars.ndim != 3 or scalars.shape[1:] != (n, self.n_scalars):
-            raise ValueError(f"CNN: stacked scalars must have shape (K, {n}, {self.n_scalars}), got "
-                             f"{tuple(scalars.shape)}")
-        check_inputs(self, pos, scalars[0], vectors)
-        x_in = torch.cat([scalars, vectors.flatten(1).expand(kk, -1, -1)], dim=-1)     # (K, n, C)
         pos_np = pos.detach().cpu().numpy().astype(np.float64)
         groups: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         ops: dict[str, GridOperator] = {}

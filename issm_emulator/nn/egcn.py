@@ -382,6 +382,18 @@ def check_inputs(model: Any, pos: Tensor, scalars: Tensor, vectors: Tensor) -> N
                          f"got {tuple(vectors.shape)}")
 
 
+def stacked_inputs(model: Any, graph: Any, scalars: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """Checks of ``K`` stacked feature sets (``scalars (K, n, S)``, ``vectors (n, C_v, 2)`` shared by them) and
+    their per-vertex inputs ``(pos (n, 2), x (K, n, S + 2 C_v))``: the GCN's and CNN's ``forward_stacked``."""
+    pos, _ = graph_parts(graph)
+    k, n = scalars.shape[0], pos.shape[0]
+    if scalars.ndim != 3 or scalars.shape[1:] != (n, model.n_scalars):
+        raise ValueError(f"{type(model).__name__}: stacked scalars must have shape (K, {n}, {model.n_scalars}), "
+                         f"got {tuple(scalars.shape)}")
+    check_inputs(model, pos, scalars[0], vectors)
+    return pos, torch.cat([scalars, vectors.flatten(1).expand(k, -1, -1)], dim=-1)
+
+
 class EGCN(nn.Module):
     r"""Equivariant emulator: encoder, ``n_layers`` :class:`EquivariantConv` layers, decoders.
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
-from issm_emulator.nn.egcn import check_inputs, edge_vectors, graph_parts
+from issm_emulator.nn.egcn import check_inputs, edge_vectors, graph_parts, stacked_inputs
 
 
 class GCN(nn.Module):
@@ -79,13 +79,10 @@ class GCN(nn.Module):
         the ``K`` passes) -> ``{'velocity': (K, n, 2), <scalar output>: (K, n)}``. The ``K`` feature sets go
         through one block-diagonal graph of ``K`` copies (node ``j n + i`` is node ``i`` of copy ``j``), so
         the convolutions keep their two-dimensional (nodes x channels) fast path."""
-        pos, edge_index = graph_parts(graph)
+        pos, x_in = stacked_inputs(self, graph, scalars, vectors)
+        _, edge_index = graph_parts(graph)
         k, n = scalars.shape[0], pos.shape[0]
-        if scalars.ndim != 3 or scalars.shape[1:] != (n, self.n_scalars):
-            raise ValueError(f"GCN: stacked scalars must have shape (K, {n}, {self.n_scalars}), got "
-                             f"{tuple(scalars.shape)}")
-        check_inputs(self, pos, scalars[0], vectors)
-        x_in = torch.cat([scalars, vectors.flatten(1).expand(k, -1, -1)], dim=-1).reshape(k * n, -1)  # (K n, F)
+        x_in = x_in.reshape(k * n, -1)                                                     # (K n, F)
         weight = None
         if self.distance_weights:
             d = edge_vectors(graph, pos, edge_index).to(scalars.dtype).norm(dim=-1)
