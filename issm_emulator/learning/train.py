@@ -399,8 +399,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     if decoder is not None:  # the time decoder's column and time unit come from the training data
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
                          "time_scale": float(forcing_ranges["time"][1])}
-    if arch == "cnn" and is_collection(data) and model_options.get("cell_size") is None:  # one grid spacing for all
-        from issm_emulator.nn.cnn import mean_edge_length                                # meshes: the first's
+    if arch == "cnn" and is_collection(data) and model_options.get("cell_size") is None:
+        from issm_emulator.nn.cnn import mean_edge_length  # one grid spacing for every mesh: the first one's
 
         m0 = parts(train_ds)[0].mesh
         model_options = {**model_options, "cell_size": mean_edge_length(m0.x, m0.y, m0.elements)}
