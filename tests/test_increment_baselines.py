@@ -134,6 +134,9 @@ def test_train_run_and_evaluate_increment_direct_mode(arch, ens, tmp_path):
     assert [s["step"] for s in res[0].steps] == [1, 12, 24, 36]
     info = res[0].info
     assert info["decoded_times"] == 8 and info["graphs_evaluated"] == 8   # one base pass per member and time
+    # stacked passes: ceil(4 times / times per pass) per member (GCN on the CPU: 1 time a pass, CNN: 4)
+    assert info["forward_passes"] == 2 * -(-4 // ck.model.times_per_pass("cpu"))
+    assert ck.model.times_per_pass("cpu") == {"gcn": 1, "cnn": 4}[arch]
     np.testing.assert_allclose(res[0].steps[-1]["Thickness"], res[1].steps[-1]["Thickness"])
     ev = evaluate(out, ens, "test", out_dir=tmp_path / "ev", plots=False)
     assert ev.method == "direct-decoded"

@@ -49,7 +49,25 @@ def time_features(tau: Tensor) -> Tensor:
                       torch.cos(math.pi * k * t)], dim=-1)
 
 
-class EGCNDirect(EGCN):
+class TimeDecoded:
+    """The interface of the time-decoded direct-mode networks (:class:`EGCNDirect`,
+    :class:`~issm_emulator.nn.increment.TimeInputIncrement`): ``encode(graph, scalars, vectors)`` gives the
+    code of an initial state, ``member_codes(code, n)`` splits a batch's code per graph, ``decode(code,
+    times)`` gives the increments at any elapsed times, and ``forward`` chains them."""
+
+    decodes_time = True
+    time_scale: float
+
+    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
+                times: Tensor | None = None) -> dict[str, Tensor]:
+        """``decode(encode(graph, scalars, vectors), times)``; ``times`` defaults to ``[time_scale]``."""
+        code = self.encode(graph, scalars, vectors)  # type: ignore[attr-defined]
+        if times is None:
+            times = scalars.new_full((1,), self.time_scale)
+        return self.decode(code, times)  # type: ignore[attr-defined]
+
+
+class EGCNDirect(TimeDecoded, EGCN):
     """:class:`EGCN` trunk + increment decoder (module docstring). Direct mode only.
 
     Parameters (besides :class:`EGCN`'s)
@@ -58,8 +76,6 @@ class EGCNDirect(EGCN):
     time_scale : ``T`` (s), the time that maps to ``tau = 1`` (the longest training time)
     decoder_hidden : width of ``z``
     """
-
-    decodes_time = True
 
     def __init__(self, n_scalars: int, n_vectors: int, scalar_outputs: Sequence[str] = (), *,
                  time_column: int, time_scale: float, decoder_hidden: int = 32, **kw: Any):
@@ -137,11 +153,3 @@ class EGCNDirect(EGCN):
             for j, name in enumerate(self.scalar_outputs):
                 out[name] = s[..., j]
         return out
-
-    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
-                times: Tensor | None = None) -> dict[str, Tensor]:
-        """``decode(encode(graph, scalars, vectors), times)``; ``times`` defaults to ``[time_scale]``."""
-        code = self.encode(graph, scalars, vectors)
-        if times is None:
-            times = scalars.new_full((1,), self.time_scale)
-        return self.decode(code, times)

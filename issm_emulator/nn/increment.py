@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from issm_emulator.nn.cnn import CNN
+from issm_emulator.nn.direct import TimeDecoded
 from issm_emulator.nn.gcn import GCN
 
 
@@ -52,7 +53,7 @@ class TimeInputCode:
     vectors: Tensor
 
 
-class TimeInputIncrement(nn.Module):
+class TimeInputIncrement(TimeDecoded, nn.Module):
     """A GCN or CNN (``base_class``) in direct mode predicting increments since the initial state (module
     docstring). Subclasses: :class:`GCNIncrement`, :class:`CNNIncrement`.
 
@@ -62,7 +63,6 @@ class TimeInputIncrement(nn.Module):
     time_scale : ``T`` (s), the time that maps to ``tau = 1`` (the longest training time)
     """
 
-    decodes_time = True
     #: the time is an input of the base network: every output time costs one graph pass
     time_input = True
     arch: ClassVar[str]
@@ -113,6 +113,12 @@ class TimeInputIncrement(nn.Module):
         return [TimeInputCode(g.get_example(j), code.scalars[ptr[j]:ptr[j + 1]], code.vectors[ptr[j]:ptr[j + 1]])
                 for j in range(n_members)]
 
+    def times_per_pass(self, device: Any) -> int:
+        """Output times per stacked pass of the base network on ``device`` (:attr:`stacked_times`, or the
+        instance's ``max_stacked_times``)."""
+        kind = torch.device(device).type
+        return int(self.max_stacked_times or self.stacked_times.get(kind, self.stacked_times["cpu"]))
+
     def decode(self, code: TimeInputCode, times: Tensor) -> dict[str, Tensor]:
         """Increments at elapsed ``times`` (s since the initial state): ``(K,)`` for every vertex, or
         ``(n, K)`` per vertex (a batch of graphs with their own times).
@@ -125,7 +131,7 @@ class TimeInputIncrement(nn.Module):
         if tau.ndim != 2 or tau.shape[0] != n:
             raise ValueError(f"times must have shape (K,) or ({n}, K), got {tuple(times.shape)}")
         parts: list[dict[str, Tensor]] = []
-        step = int(self.max_stacked_times or self.stacked_times.get(s0.device.type, self.stacked_times["cpu"]))
+        step = self.times_per_pass(s0.device)
         for k0 in range(0, tau.shape[1], step):
             tk = tau[:, k0:k0 + step].transpose(0, 1)                                         # (k, n)
             s = s0.unsqueeze(0).repeat(tk.shape[0], 1, 1)
@@ -137,14 +143,6 @@ class TimeInputIncrement(nn.Module):
             parts.append(out)
         return {key: torch.cat([p[key] for p in parts], 0).movedim(0, 1) for key in parts[0]} if parts else \
             {"velocity": s0.new_zeros((n, 0, 2)), **{name: s0.new_zeros((n, 0)) for name in self.scalar_outputs}}
-
-    def forward(self, graph: Any, scalars: Tensor, vectors: Tensor,
-                times: Tensor | None = None) -> dict[str, Tensor]:
-        """``decode(encode(graph, scalars, vectors), times)``; ``times`` defaults to ``[time_scale]``."""
-        code = self.encode(graph, scalars, vectors)
-        if times is None:
-            times = scalars.new_full((1,), self.time_scale)
-        return self.decode(code, times)
 
 
 class GCNIncrement(TimeInputIncrement):

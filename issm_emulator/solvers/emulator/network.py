@@ -305,8 +305,8 @@ class BoundNetwork:
                     for t0 in range(0, t_all.size, chunk_times):
                         t = torch.as_tensor(t_all[t0:t0 + chunk_times], dtype=self.dtype, device=self.device)
                         res = self.model.decode(code, t)
-                        if per_time:
-                            self.forward_passes += 1
+                        if per_time:  # ceil(K / times per pass) stacked passes, K graphs evaluated
+                            self.forward_passes += -(-t.shape[0] // self.model.times_per_pass(self.device))
                             self.graphs_evaluated += t.shape[0]
                         vel = (res["velocity"] * v_scale).to("cpu", torch.float64).numpy()      # (nv, K, 2)
                         sc = [(res[n] * s_std[i]).to("cpu", torch.float64).numpy() for i, n in enumerate(names)]
