@@ -26,15 +26,19 @@ EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 # mesh between 2 and 5 km) for this many epochs (where that training was stopped)
 EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
 # egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets),
-# then 12 more from that one at a lower rate again (another noise seed); 3 km only (docs/training.md says why)
+# then 12 more from that one at a lower rate again (another noise seed), all on 3 km; then the 2, 3 and 5 km
+# ensembles together through the 3 km processing mesh (docs/training.md says why)
 EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
 EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
+EGCN_STEP_PIG_MESH_EPOCHS=${EGCN_STEP_PIG_MESH_EPOCHS:-20}
 # egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
 EGCN_DIRECT_NORTH79_MORE_EPOCHS=${EGCN_DIRECT_NORTH79_MORE_EPOCHS:-600}
-# egcn-step-north79: 8 epochs, then 20 more for rollouts (SSA-noise targets, as egcn-step-pig)
+# egcn-step-north79: 8 epochs, then 20 more for rollouts (SSA-noise targets, as egcn-step-pig), then four
+# more stages (epochs, learning rate, decay, noise (m), seed, rotated strides), each from the one before
 EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-20}
+EGCN_STEP_NORTH79_STAGES=${EGCN_STEP_NORTH79_STAGES:-"30:3e-4:0.9:10:1: 40:2e-4:0.95:10:2:rotate 40:2e-4:0.95:20:3:rotate 80:2e-4:0.97:20:4:rotate"}
 # the Pine Island GCN and CNN baselines: trained until the validation loss flattens
 PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
 # the GCN and CNN direct networks (increments; one sample per run, so more, cheaper epochs)
@@ -96,9 +100,14 @@ for name in "${models[@]}"; do
       --epochs "$EGCN_STEP_PIG_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 12 --patience 5 \
       --seed 0 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name, third stage: $(date -u +%FT%TZ)"
-    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name.pt" \
+    "$bin" train --data "$ens" --model egcn --mode step --init "$out/$name-stage2.pt" --out "$out/$name-stage3.pt" \
       --epochs "$EGCN_STEP_PIG_STAGE3_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
+    echo "== $name on the 2, 3 and 5 km meshes through the 3 km processing mesh: $(date -u +%FT%TZ)"
+    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
+      --model egcn --mode step --init "$out/$name-stage3.pt" --out "$out/$name.pt" \
+      --epochs "$EGCN_STEP_PIG_MESH_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
+      --patience 5 --seed 2 --device cpu --no-progress --resume "${extra[@]}"
   fi
   if [ "$name" = egcn-direct-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"
@@ -108,8 +117,19 @@ for name in "${models[@]}"; do
   fi
   if [ "$name" = egcn-step-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"
-    "$bin" train --data "$ens" --model egcn --mode step --init "$target" --out "$out/$name.pt" \
+    "$bin" train --data "$ens" --model egcn --mode step --init "$target" --out "$out/$name-stage2.pt" \
       --epochs "$EGCN_STEP_NORTH79_MORE_EPOCHS" --batch-size 4 --lr 5e-4 --lr-decay 0.9 --time-stride 6 --patience 5 \
       --seed 0 --device cpu --no-progress --resume --input-noise 10 --noise-targets ssa
+    prev=$out/$name-stage2.pt; k=3; stages=($EGCN_STEP_NORTH79_STAGES)
+    for spec in "${stages[@]}"; do
+      IFS=: read -r ep lr dec noise seed pat rot <<< "$spec"
+      next=$out/$name-stage$k.pt; [ "$k" -eq $((${#stages[@]} + 2)) ] && next=$out/$name.pt
+      echo "== $name, stage $k: $(date -u +%FT%TZ)"
+      "$bin" train --data "$ens" --model egcn --mode step --init "$prev" --out "$next" --epochs "$ep" \
+        --batch-size 4 --lr "$lr" --lr-decay "$dec" --time-stride 6 ${rot:+--rotate-stride} \
+        --patience "$pat" --seed "$seed" --device cpu --no-progress --resume --input-noise "$noise" \
+        --noise-targets ssa
+      prev=$next; k=$((k + 1))
+    done
   fi
 done

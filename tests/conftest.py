@@ -45,3 +45,15 @@ def ens(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         scenario_kwargs={"resolution": 200e3}, years=3.0, time_step=1.0, name="square-melt",
                         split_rule="square-melt")
     return generate_ensemble(spec, tmp_path_factory.mktemp("ens"), workers=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ens_fine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep of :func:`ens` on a finer mesh of the same square (150 km instead of 200 km), for the
+    tests of training on several meshes."""
+    from issm_emulator.datasets import EnsembleSpec, generate_ensemble
+
+    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
+                        scenario_kwargs={"resolution": 150e3}, years=3.0, time_step=1.0, name="square-melt-fine",
+                        split_rule="square-melt")
+    return generate_ensemble(spec, tmp_path_factory.mktemp("ens_fine"), workers=0, progress=False)

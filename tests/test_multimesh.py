@@ -15,17 +15,6 @@ from issm_emulator.solvers.emulator.domain import check_domain
 TINY = {"hidden": 8, "layers": 1, "batch_size": 2, "progress": False}
 
 
-@pytest.fixture(scope="module")
-def ens_fine(tmp_path_factory):
-    """The session ensemble's sweep on a finer mesh of the same square (150 km instead of 200 km)."""
-    from issm_emulator.datasets import EnsembleSpec, generate_ensemble
-
-    spec = EnsembleSpec(scenario="square_melt", parameter="melt_rate", values=[0, 5, 10, 15, 20], units="m yr^-1",
-                        scenario_kwargs={"resolution": 150e3}, years=3.0, time_step=1.0, name="square-melt-fine",
-                        split_rule="square-melt")
-    return generate_ensemble(spec, tmp_path_factory.mktemp("ens_fine"), workers=0, progress=False)
-
-
 def _square(resolution):
     from issm_emulator.datasets.spec import resolve_scenario
 

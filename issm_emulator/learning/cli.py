@@ -76,6 +76,9 @@ def _split_rule(text: str | None) -> object:
 @click.option("--velocity-noise", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="With --previous-velocity: std of a smooth perturbation of that input velocity, as a "
                    "fraction of the local speed, so the network learns to correct a wrong warm start.")
+@click.option("--processing-mesh", is_flag=True,
+              help="Run the network on the first --data ensemble's mesh for every ensemble, and record that mesh: "
+                   "models on other meshes are interpolated onto it and the outputs back.")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
@@ -85,7 +88,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, rotate_stride: bool, vector_hidden: int | None, decoder: str,
                   input_noise: float, noise_targets: str, previous_velocity: bool, velocity_noise: float,
-                  split: str | None, init_from: Path | None, resume: bool, no_progress: bool) -> None:
+                  processing_mesh: bool, split: str | None, init_from: Path | None, resume: bool,
+                  no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
     the validation split (see --split for the rule)."""
     from issm_emulator.learning.train import history_paths, train
@@ -101,7 +105,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      model_options={"vector_hidden": vector_hidden} if vector_hidden else None,
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
                      noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from,
-                     previous_velocity=previous_velocity, velocity_noise=velocity_noise)
+                     previous_velocity=previous_velocity, velocity_noise=velocity_noise,
+                     processing_mesh=processing_mesh)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

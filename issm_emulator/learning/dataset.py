@@ -64,6 +64,7 @@ from issm_emulator.errors import IssmEmulatorError
 from issm_emulator.graph import front_vertices, mesh_graph
 from issm_emulator.nn.features import FeatureSpec, build_inputs, default_spec
 from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.solvers.emulator.processing_mesh import processing_for
 from issm_emulator.state import YTS_DEFAULT
 
 __all__ = [
@@ -178,6 +179,9 @@ class EnsembleDataset(Dataset):
         correlated samples per epoch for long monthly runs (:meth:`set_time_phase` shifts them)
     dtype : floating dtype of the tensors
     cache_bytes : bound of the loaded-run cache (bytes)
+    processing_mesh : the mesh the network runs on (``x``, ``y``, 0-based ``elements``;
+        :mod:`issm_emulator.solvers.emulator.processing_mesh`): inputs and targets are interpolated onto
+        it and samples carry its graph; None or this ensemble's own mesh: the ensemble's mesh
     """
 
     mode = ""
@@ -185,7 +189,8 @@ class EnsembleDataset(Dataset):
     def __init__(self, data: str | os.PathLike, split: str | None = "train", *, spec: FeatureSpec | None = None,
                  parameters: Sequence[str] | None = None, moving_front: bool | None = None, rule: Any = None,
                  runs: Iterable[int] | None = None, times: Iterable[float] | None = None,
-                 time_stride: int = 1, dtype: torch.dtype = torch.float32, cache_bytes: int = 2 * 1024 ** 3):
+                 time_stride: int = 1, dtype: torch.dtype = torch.float32, cache_bytes: int = 2 * 1024 ** 3,
+                 processing_mesh: Any = None):
         self.path = ensemble_path(data)
         self.ds = open_ensemble(self.path)
         ds = self.ds
@@ -218,6 +223,10 @@ class EnsembleDataset(Dataset):
         self.graph = mesh_graph((x, y, elements), dtype=dtype)
         self._edge_index = self.graph.edge_index.numpy()
         self.dtype = dtype
+        # the network's processing mesh (solvers.emulator.processing_mesh): samples live there, the data here
+        self.remesh = processing_for(x, y, elements, processing_mesh, dtype=dtype)
+        self.net_mesh = self.mesh if self.remesh is None else self.remesh.mesh
+        self.net_graph = self.graph if self.remesh is None else self.remesh.graph
         self.output_times = np.asarray(ds["time"].values, float)  # years
         if parameters is None:
             recorded = _parse_json_attr(ds, "forcing_features")  # model sweeps record their features
@@ -405,7 +414,13 @@ class EnsembleDataset(Dataset):
         """``(scalars, vectors)`` of :func:`build_inputs` for the features of this dataset's spec."""
         needed = set(self.spec.scalars) | set(self.spec.vectors) | {"surface", "bed", "thickness"}
         given = {k: v for k, v in arrays.items() if k in needed}
-        return build_inputs(self.spec, self.mesh, dtype=self.dtype, graph=self.graph, **given)
+        if self.remesh is not None:
+            given = self.remesh.features(given)
+        return build_inputs(self.spec, self.net_mesh, dtype=self.dtype, graph=self.net_graph, **given)
+
+    def on_net_mesh(self, values: np.ndarray) -> np.ndarray:
+        """Per-vertex values (first axis) of the data's mesh on the mesh the network runs on."""
+        return values if self.remesh is None else self.remesh.forward(values)
 
     def targets(self, position: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y_velocity (nv, 2), y_scalars (nv, m))`` at output ``k`` (SI)."""
@@ -413,7 +428,8 @@ class EnsembleDataset(Dataset):
         vel = np.stack([f["vx"][k], f["vy"][k]], axis=1)
         sc = np.stack([f[n][k] for n in self.spec.scalar_outputs], axis=1) if self.spec.scalar_outputs \
             else np.zeros((vel.shape[0], 0))
-        return torch.as_tensor(vel, dtype=self.dtype), torch.as_tensor(sc, dtype=self.dtype)
+        return (torch.as_tensor(self.on_net_mesh(vel), dtype=self.dtype),
+                torch.as_tensor(self.on_net_mesh(sc), dtype=self.dtype))
 
     def input_arrays(self, position: int, k: int) -> dict[str, Any]:  # pragma: no cover - overridden
         """The input feature arrays of sample ``(position, k)``; defined by each mode's subclass."""
@@ -470,7 +486,7 @@ class EnsembleDataset(Dataset):
         p, k = self.samples[index]
         scalars, vectors = self.inputs(self.input_arrays(p, k))
         y_vel, y_sc = self.targets(p, k)
-        g = self.graph
+        g = self.net_graph
         return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
                     num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, y_velocity=y_vel, y_scalars=y_sc,
                     run=torch.tensor([p]), k=torch.tensor([k]))
@@ -545,7 +561,8 @@ class DirectRunDataset(DirectDataset):
         names = self.spec.scalar_outputs
         sc = np.stack([f[n][ks] - f[n][0] for n in names], axis=-1).transpose(1, 0, 2) if names \
             else np.zeros((nv, ks.size, 0))
-        times = np.broadcast_to(ra.time[ks][None, :], (nv, ks.size))
+        vel, sc = self.on_net_mesh(vel), self.on_net_mesh(sc)
+        times = np.broadcast_to(ra.time[ks][None, :], (vel.shape[0], ks.size))
         return (torch.as_tensor(np.ascontiguousarray(times), dtype=torch.float64),
                 torch.as_tensor(vel, dtype=self.dtype), torch.as_tensor(sc, dtype=self.dtype))
 
@@ -555,7 +572,7 @@ class DirectRunDataset(DirectDataset):
         arrays["time"] = 0.0
         scalars, vectors = self.inputs(arrays)
         times, y_vel, y_sc = self.targets_run(p)
-        g = self.graph
+        g = self.net_graph
         return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
                     num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, times=times, y_velocity=y_vel,
                     y_scalars=y_sc, run=torch.tensor([p]), k=torch.as_tensor(self.kept_outputs)[None, :])
@@ -642,8 +659,8 @@ class StepDataset(EnsembleDataset):
                                     self._pmesh_ssa.nv)
             vx, vy = extrapolate(self._pmesh_ssa, vx, known), extrapolate(self._pmesh_ssa, vy, known)
         scalars, vectors = self.inputs(arrays)
-        y_vel = torch.as_tensor(np.stack([vx, vy], axis=1), dtype=self.dtype)
-        g = self.graph
+        y_vel = torch.as_tensor(self.on_net_mesh(np.stack([vx, vy], axis=1)), dtype=self.dtype)
+        g = self.net_graph
         return Data(edge_index=g.edge_index, pos=g.pos, edge_vec=g.edge_vec, edge_len=g.edge_len, face=g.face,
                     num_nodes=g.num_nodes, scalars=scalars, vectors=vectors, y_velocity=y_vel,
                     y_scalars=torch.zeros((g.num_nodes, 0), dtype=self.dtype), run=torch.tensor([p]),

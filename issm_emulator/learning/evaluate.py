@@ -122,6 +122,11 @@ class EvaluationResult:
 
 
 # --------------------------------------------------------------------------------------------- predictions
+def _on_data_mesh(dataset: Any, values: np.ndarray) -> np.ndarray:
+    """Values on the mesh the network runs on (first axis) at the vertices of the dataset's mesh."""
+    return values if dataset.remesh is None else dataset.remesh.back(values)
+
+
 def _predict_dataset(ckpt: Checkpoint, dataset: Any, device: torch.device, batch_size: int) -> dict:
     from issm_emulator.learning.train import predict_batch
 
@@ -139,7 +144,8 @@ def _predict_dataset(ckpt: Checkpoint, dataset: Any, device: torch.device, batch
             ptr = batch.ptr.cpu().numpy()
             for j, (p, k) in enumerate(zip(batch.run.cpu().tolist(), batch.k.cpu().tolist())):
                 a, b = ptr[j], ptr[j + 1]
-                preds[(p, k)] = {n: v[a:b].detach().cpu().double().numpy() for n, v in out.items()}
+                preds[(p, k)] = {n: _on_data_mesh(dataset, v[a:b].detach().cpu().double().numpy())
+                                 for n, v in out.items()}
     return preds
 
 
@@ -154,7 +160,7 @@ def _predict_decoded(ckpt: Checkpoint, dataset: Any, device: torch.device) -> di
     by_run: dict[int, list[int]] = {}
     for p, k in dataset.samples:
         by_run.setdefault(int(p), []).append(int(k))
-    graph = dataset.graph.to(device)
+    graph = dataset.net_graph.to(device)
     preds: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     with torch.no_grad():
         for p, ks in by_run.items():
@@ -165,12 +171,13 @@ def _predict_decoded(ckpt: Checkpoint, dataset: Any, device: torch.device) -> di
             ra = dataset.run_arrays(p)
             times = torch.as_tensor(ra.time[ks], dtype=dtype, device=device)
             res = model(graph, s, v, times)
-            vel = (res["velocity"] * out_norm.vector_scale[0]).double().cpu().numpy()     # (nv, K, 2)
+            vel = _on_data_mesh(dataset, (res["velocity"] * out_norm.vector_scale[0]).double().cpu().numpy())
             v0 = np.stack([ra.fields["vx"][0], ra.fields["vy"][0]], axis=1)
             for j, k in enumerate(ks):
                 d = {"velocity": v0 + vel[:, j]}
                 for i, n in enumerate(names):
-                    d[n] = ra.fields[n][0] + (res[n][:, j] * out_norm.scalar_std[i]).double().cpu().numpy()
+                    d[n] = ra.fields[n][0] + _on_data_mesh(dataset, (res[n][:, j] * out_norm.scalar_std[i])
+                                                           .double().cpu().numpy())
                 preds[(p, k)] = d
     return preds
 
@@ -237,7 +244,8 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
         warnings.simplefilter("ignore", RuntimeWarning)  # step-pairing notes were given at training
         if split_rule is None:  # the rule the checkpoint was trained with, when it was given explicitly
             split_rule = (ckpt.manifest.get("extra") or {}).get("split_rule")
-        dataset = cls(data, split, spec=spec, moving_front=moving, times=times, rule=split_rule)
+        dataset = cls(data, split, spec=spec, moving_front=moving, times=times, rule=split_rule,
+                      processing_mesh=ckpt.processing_mesh)
     if len(dataset.run_positions) == 0:
         raise ValueError(f"the {split!r} split of {dataset.path} has no runs")
     for q in dataset.run_positions:  # refuses a mismatch; warns when a run's forcing is outside training

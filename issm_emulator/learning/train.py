@@ -55,6 +55,7 @@ from issm_emulator.learning.dataset import (
     collate,
     make_dataset,
 )
+from issm_emulator.learning.distributed import dist_env, replica_difference
 from issm_emulator.learning.resume import check_resume, resume_record
 from issm_emulator.nn.normalizer import Normalizer
 from issm_emulator.progress import progress_bar
@@ -92,13 +93,6 @@ def _resolve_device(device: Any, local_rank: int) -> torch.device:
         if dev.index is None:
             dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return dev
-
-
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return world, rank, local
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -229,7 +223,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           time_stride: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
           calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None,
-          previous_velocity: bool = False, velocity_noise: float = 0.0, rotate_stride: bool = False) -> Path:
+          previous_velocity: bool = False, velocity_noise: float = 0.0, rotate_stride: bool = False,
+          processing_mesh: bool = False) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -277,6 +272,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
     calibrate_indicator : after training, calibrate the error indicator on the validation runs
         (:func:`~issm_emulator.learning.applicability.calibrate_checkpoint`); the checkpoint always records
         its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
+    processing_mesh : the network runs on the first ensemble's mesh for every ensemble and every model
+        (recorded in the checkpoint; :mod:`~issm_emulator.solvers.emulator.processing_mesh`)
 
     Returns
     -------
@@ -298,7 +295,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
     if decoder is not None and mode != "direct":
         raise ValueError(f"decoder={decoder!r} is a direct-mode option (got {model} {mode} mode)")
     out = Path(out)
-    world, rank, local_rank = _dist_env()
+    world, rank, local_rank = dist_env()
     distributed = world > 1
     dev = _resolve_device(device, local_rank)
     own_group = False
@@ -319,7 +316,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           callback=callback, decoder=decoder, input_noise=input_noise,
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
                           init_from=init_from, previous_velocity=previous_velocity,
-                          velocity_noise=velocity_noise, rotate_stride=rotate_stride, world=world, rank=rank)
+                          velocity_noise=velocity_noise, rotate_stride=rotate_stride, world=world, rank=rank,
+                          processing_mesh=processing_mesh)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -332,7 +330,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
            calibrate_indicator: bool = True, init_from: Any = None, previous_velocity: bool = False,
-           velocity_noise: float = 0.0, rotate_stride: bool = False) -> Path:
+           velocity_noise: float = 0.0, rotate_stride: bool = False, processing_mesh: bool = False) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
@@ -352,7 +350,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         if not is_collection(data):
             return make_dataset(mode, data, split, moving_front=moving_front, **kw, **extra)
         first = make_dataset(mode, data[0], split, moving_front=moving_front, **kw, **extra)
-        extra = {**extra, "spec": first.spec}
+        extra = {**extra, "spec": first.spec, "processing_mesh": first.mesh if processing_mesh else None}
         return EnsembleCollection([first] + [make_dataset(mode, d, split, moving_front=first.moving_front, **kw,
                                                           **extra) for d in data[1:]])
 
@@ -395,6 +393,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     from issm_emulator.learning.applicability import training_domain
 
     manifest["domain"] = training_domain(train_ds, mode)
+    if processing_mesh:
+        from issm_emulator.solvers.emulator.processing_mesh import mesh_record
+
+        m0 = parts(train_ds)[0].mesh
+        manifest["processing_mesh"] = mesh_record(m0.x, m0.y, m0.elements)
 
     if decoder is not None:  # the time decoder's column and time unit come from the training data
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
@@ -432,6 +435,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     rotate_stride = bool(rotate_stride) and time_stride > 1
     if rotate_stride:  # likewise
         config["rotate_stride"] = True
+    if processing_mesh:  # likewise
+        config["processing_mesh"] = True
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
@@ -552,7 +557,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             if patience is not None and stale >= patience:
                 break
         if world > 1:
-            diff = _replica_difference(module)
+            diff = replica_difference(module)
             if rank == 0:
                 _atomic_text(out.with_name(out.stem + ".ddp.json"),
                              json.dumps({"world_size": world, "replica_max_abs_diff": diff}))
@@ -571,19 +576,6 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             warnings.warn(f"{out.name}: the error indicator could not be calibrated ({exc}); "
                           "EmulatorVelocityError will be NaN", RuntimeWarning, stacklevel=3)
     return out
-
-
-def _replica_difference(module: nn.Module) -> float:
-    """Largest ``|w - w_rank0|`` over all weights and ranks (0 when the DDP replicas agree)."""
-    worst = torch.zeros((), dtype=torch.float64)
-    for p in module.parameters():
-        ref = p.detach().clone()
-        torch.distributed.broadcast(ref, src=0)
-        worst = torch.maximum(worst, (p.detach() - ref).abs().max().double().cpu())
-    dev = next(module.parameters()).device
-    worst = worst.to(dev)
-    torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
-    return float(worst)
 
 
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:

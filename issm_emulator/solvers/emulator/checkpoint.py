@@ -277,6 +277,12 @@ class Checkpoint:
         return self.manifest.get("domain")
 
     @property
+    def processing_mesh(self) -> dict[str, Any] | None:
+        """The mesh the network runs on for every model (``x``, ``y``, 0-based ``elements``;
+        :mod:`.processing_mesh`); None: it runs on each model's own mesh."""
+        return self.manifest.get("processing_mesh")
+
+    @property
     def indicator(self) -> dict[str, Any] | None:
         """The error indicator's calibration (None when not calibrated)."""
         return self.manifest.get("indicator")

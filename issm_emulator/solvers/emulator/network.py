@@ -37,6 +37,7 @@ from issm_emulator.errors import EmulatorDivergedError, UnsupportedOptionError
 from issm_emulator.graph import mesh_graph
 from issm_emulator.nn.features import build_inputs
 from issm_emulator.physics.fe import P1Mesh
+from issm_emulator.solvers.emulator.processing_mesh import processing_for
 from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
 from issm_emulator.solvers.emulator.inputs import feature_arrays
 from issm_emulator.state import ModelState
@@ -218,8 +219,13 @@ class BoundNetwork:
         graph = mesh_graph(state.mesh, dtype=self.dtype)
         self.edge_index = graph.edge_index.numpy()
         self.is_boundary = graph.is_boundary.numpy()
-        self.graph = graph
-        self.nv = state.numberofvertices
+        #: the checkpoint's processing mesh (.processing_mesh) where it has one and this is another mesh:
+        #: the network runs there, the fields mapped both ways
+        self.remesh = processing_for(state.mesh.x, state.mesh.y, state.mesh.elements, ckpt.processing_mesh,
+                                     dtype=self.dtype)
+        self.graph = graph if self.remesh is None else self.remesh.graph
+        self.gmesh = self.pmesh if self.remesh is None else self.remesh.mesh  # the mesh the network sees
+        self.nv = self.gmesh.nv
         self._batches: dict[int, Any] = {}
         self._geometry: dict[int, Any] = {}  # id(batch) -> the EGCN's edge geometry of that (cached) batch
         self.forward_passes = 0
@@ -314,7 +320,7 @@ class BoundNetwork:
                             d = {"vx": vel[:, q, 0].copy(), "vy": vel[:, q, 1].copy()}
                             for n, arr in zip(names, sc):
                                 d[n] = arr[:, q].copy()
-                            member.append(d)
+                            member.append(self._on_state_mesh(d))
                     self.decoded_times += t_all.size
                     out.append(member)
         return out
@@ -333,10 +339,17 @@ class BoundNetwork:
         return info
 
     def arrays(self, state: ModelState, **fields: Any) -> dict[str, Any]:
-        return feature_arrays(state, edge_index=self.edge_index, is_boundary=self.is_boundary, **fields)
+        """The network's input arrays (by feature name, SI) on the mesh it runs on."""
+        out = feature_arrays(state, edge_index=self.edge_index, is_boundary=self.is_boundary, **fields)
+        return out if self.remesh is None else self.remesh.features(out)
 
     def inputs(self, arrays: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return build_inputs(self.spec, self.pmesh, dtype=self.dtype, device=self.device, **arrays)
+        return build_inputs(self.spec, self.gmesh, dtype=self.dtype, device=self.device, **arrays)
+
+    def _on_state_mesh(self, d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.remesh is None:
+            return d
+        return {k: self.remesh.back(v) for k, v in d.items()}
 
     def _batch(self, n: int) -> Any:
         b = self._batches.get(n)
@@ -379,7 +392,7 @@ class BoundNetwork:
                 d = {"vx": vo[k, :, 0].copy(), "vy": vo[k, :, 1].copy()}
                 for j, name in enumerate(names):
                     d[name] = so[k, :, j].copy()
-                out.append(d)
+                out.append(self._on_state_mesh(d))
         return out
 
 

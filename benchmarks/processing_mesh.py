@@ -1,0 +1,168 @@
+"""Does a step network carry over to other meshes? Writes its section of docs/results.md.
+
+For the test runs of each Pine Island ensemble of ``--data`` (e.g. the 2, 3 and 5 km ones), at the outputs
+of ``--years``, the step checkpoint (``--checkpoint``, default the published ``egcn-step-pig``) predicts the
+velocity of the step from the ensemble's state at its start, in two ways:
+
+* **own mesh**: the network runs on the ensemble's own mesh (the checkpoint's processing mesh switched off);
+* **processing mesh**: the network runs on the checkpoint's processing mesh
+  (:mod:`issm_emulator.solvers.emulator.processing_mesh`), the fields interpolated there and the velocity back; for a
+  checkpoint without one, ``--processing-data`` names an ensemble whose mesh is used instead.
+
+Reported per ensemble: the speed RMSE against the ensemble's (``fem``'s) velocity on the ensemble's mesh
+(m/yr, pooled over runs and outputs) and relative to the RMS speed; and what the **transfer alone** costs:
+the thickness RMSE of 20-year rollouts (the first ``--transfer-runs`` test runs) whose velocity at each step is
+the ensemble's own, moved onto the processing mesh and back. One step from the true state, no
+rollout (rollouts are ``benchmarks/accuracy.py``'s): what a change of mesh costs the network's stress
+balance.
+
+Usage::
+
+    python benchmarks/processing_mesh.py --data DATA/pig-melt DATA/pig-melt-2km DATA/pig-melt-5km \
+        [--checkpoint weights/egcn-step-pig.pt] [--years 5 10 20] [--out docs/results.md]
+
+Measures and reports; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS_TITLE, set_threads  # noqa: E402
+from report import machine_line, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def step_velocity(ckpt, ds, position: int, k: int, processing) -> tuple[np.ndarray, np.ndarray]:
+    """(nv, 2) velocities (m/yr) of output ``k`` of run ``position``: the network's from output ``k - 1``
+    with ``processing`` as its mesh (None: the ensemble's), and the ensemble's."""
+    import torch
+
+    from issm_emulator.nn.features import build_inputs
+    from issm_emulator.solvers.emulator.processing_mesh import processing_for
+
+    spec = ckpt.spec
+    needed = set(spec.scalars) | set(spec.vectors) | {"surface", "bed", "thickness"}
+    arrays = {n: a for n, a in ds.input_arrays(position, k).items() if n in needed}
+    pm = processing_for(ds.mesh.x, ds.mesh.y, ds.mesh.elements, processing)
+    mesh, graph = (ds.mesh, ds.graph) if pm is None else (pm.mesh, pm.graph)
+    if pm is not None:
+        arrays = pm.features(arrays)
+    s, v = build_inputs(spec, mesh, graph=graph, **arrays)
+    s, v = ckpt.input_normalizer.encode(s, v)
+    with torch.inference_mode():
+        out = ckpt.model(graph, s, v)["velocity"].reshape(-1, 1, 2)
+    _, vel = ckpt.output_normalizer.decode(out.new_zeros((out.shape[0], 0)), out)
+    vel = vel.reshape(-1, 2).double().numpy()
+    if pm is not None:
+        vel = pm.back(vel)
+    f = ds.run_arrays(position).fields
+    return vel * ds.yts, np.stack([f["vx"][k], f["vy"][k]], 1) * ds.yts
+
+
+def transfer_thickness_rmse(ds, processing, runs: int) -> float:
+    """Thickness RMSE (m) of 20-year rollouts of the first ``runs`` test runs whose velocity at every step is
+    the ensemble's own, moved onto the processing mesh and back (and the Dirichlet values imposed): what the
+    transfer alone costs."""
+    from issm_emulator.solvers.emulator.inputs import impose_dirichlet
+    from issm_emulator.solvers.emulator.processing_mesh import processing_for
+    from issm_emulator.solvers.transient import run_transient_many
+
+    pm = processing_for(ds.mesh.x, ds.mesh.y, ds.mesh.elements, processing)
+    sq = []
+    for p in ds.run_positions[:runs]:
+        f = ds.run_arrays(int(p)).fields
+
+        def velocity(state, geometry, vx_prev, vy_prev, t, step, f=f):
+            v = np.stack([f["vx"][step], f["vy"][step]], 1)
+            if pm is not None:
+                v = pm.back(pm.forward(v))
+            vx, vy = impose_dirichlet(state, v[:, 0], v[:, 1])
+            return vx, vy, {"niter": 1}
+
+        steps = run_transient_many([ds.run_state(int(p))], velocity, solver_name="transfer")[0].steps
+        h = np.array([st["Thickness"] for st in steps])
+        sq.append((h - f["thickness"][1:h.shape[0] + 1]) ** 2)
+    return float(np.sqrt(np.mean(sq)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, nargs="+", required=True, help="Pine Island ensembles (2, 3, 5 km...)")
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "issm_emulator" / "weights" / "egcn-step-pig.pt")
+    ap.add_argument("--processing-data", type=Path, default=None,
+                    help="ensemble whose mesh is the processing mesh of a checkpoint that records none")
+    ap.add_argument("--years", type=float, nargs="+", default=[5.0, 10.0, 20.0])
+    ap.add_argument("--transfer-runs", type=int, default=2,
+                    help="test runs of the transfer-alone rollouts (0: none)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+
+    from issm_emulator.learning.dataset import StepDataset, open_ensemble
+    from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
+    from issm_emulator.solvers.emulator.processing_mesh import median_edge_length, mesh_record
+
+    ckpt = load_checkpoint(args.checkpoint)
+    ckpt.model.eval()
+    processing = ckpt.processing_mesh
+    if processing is None and args.processing_data is not None:
+        ds = open_ensemble(args.processing_data)
+        processing = mesh_record(ds["x"].values, ds["y"].values, np.asarray(ds["elements"].values) - 1)
+    rows = []
+    for data in args.data:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = StepDataset(data, "test", spec=ckpt.spec)
+        ks = sorted({int(np.argmin(np.abs(ds.output_times - y))) + 1 for y in args.years})
+        h = median_edge_length(ds.mesh.x, ds.mesh.y, ds.mesh.elements)
+        row = [data.name, f"{ds.mesh.nv}", f"{h / 1e3:.2f} km"]
+        for proc in [None] + ([processing] if processing is not None else []):
+            sq, ref = [], []
+            for p in ds.run_positions:
+                for k in ks:
+                    v, v_ref = step_velocity(ckpt, ds, int(p), k, proc)
+                    sq.append((np.hypot(v[:, 0], v[:, 1]) - np.hypot(v_ref[:, 0], v_ref[:, 1])) ** 2)
+                    ref.append((v_ref ** 2).sum(1))
+            err, rms = float(np.sqrt(np.mean(sq))), float(np.sqrt(np.mean(ref)))
+            row.append(f"{err:.1f} m/yr ({100 * err / rms:.1f} %)")
+        if processing is not None and args.transfer_runs > 0:
+            row.append(f"{transfer_thickness_rmse(ds, processing, args.transfer_runs):.2f} m")
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    cols = ["ensemble", "vertices", "median edge", "own mesh"]
+    if processing is not None:
+        cols += ["processing mesh"] + (["transfer alone: thickness RMSE"] if args.transfer_runs > 0 else [])
+    source = "none" if processing is None else "recorded" if ckpt.processing_mesh is not None \
+        else f"the mesh of {args.processing_data.name}"
+    body = "\n".join([
+        "## Step networks on other meshes (`benchmarks/processing_mesh.py`)",
+        "",
+        f"Step checkpoint `{args.checkpoint.name}` (processing mesh: {source}); test runs, outputs at years "
+        f"{', '.join(f'{y:g}' for y in args.years)}: speed RMSE of one step from the ensemble's state against "
+        "the ensemble's velocity, on the ensemble's mesh (and relative to its RMS speed). *Transfer alone*: "
+        f"thickness RMSE of 20-year rollouts of {args.transfer_runs} test runs driven by the ensemble's own "
+        "velocity moved onto the processing mesh and back, what the transfer costs by itself (a network "
+        "trained through the processing mesh can partly make up for it: a reference, not a bound). "
+        + machine_line(),
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ])
+    write_section(args.out, "processing-mesh", body, title=RESULTS_TITLE)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

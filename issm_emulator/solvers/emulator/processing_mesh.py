@@ -1,0 +1,185 @@
+"""A network's processing mesh: every model of a glacier mapped onto one mesh, and the outputs mapped back.
+
+A graph network trained on the runs of one mesh learns that mesh as much as the ice flow: the runs of an
+ensemble share their bed, outline and mesh. A Pine Island step EGCN trained on the 3 km mesh predicts one
+step's velocity to 2.4 % of the RMS speed on that mesh, but to 26 % on the 2 km mesh and 14 % on the 5 km
+one, coarser as well as finer (``benchmarks/processing_mesh.py``, docs/results.md), and its fine-tunings on
+the 2, 3 and 5 km ensembles together diverged on the 2 km mesh (docs/training.md). The CNN escapes this by
+convolving on one grid for every mesh; a checkpoint with a **processing mesh** does the same: the network
+runs on that mesh (the first training ensemble's) whatever the model's mesh, the fields moved as ISSM's
+``InterpFromMeshToMesh2d`` moves them:
+
+* **Transfer** (:func:`p1_interpolation`): the P1 (barycentric) interpolation matrix from one mesh to
+  points; points outside the source mesh (where two meshes' boundaries, each a polygon through its own
+  vertices, cut the outline differently) take the value at the nearest point of its boundary.
+* **Inputs** (:meth:`ProcessingMesh.features`): per-vertex fields are interpolated; ``dirichlet_mask`` is
+  1 at processing-mesh boundary vertices where the interpolated mask is at least 1/2 (Dirichlet conditions
+  live on the boundary), and ``velocity_dirichlet`` is kept there only; ``is_boundary`` and ``is_front``
+  are the processing mesh's own (the front from the interpolated ice level set). The gradients are then
+  taken on the processing mesh. Outputs are interpolated back (:meth:`ProcessingMesh.back`), and the
+  runtime imposes the model's own Dirichlet values afterwards.
+
+A model on the processing mesh itself (same vertices and triangles) is evaluated as it is
+(:func:`processing_for`), so the network is unchanged there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from issm_emulator.graph import boundary_edges, front_vertices, mesh_graph
+from issm_emulator.physics.fe import P1Mesh
+
+__all__ = ["ProcessingMesh", "median_edge_length", "mesh_record", "p1_interpolation", "processing_for"]
+
+
+def median_edge_length(x: np.ndarray, y: np.ndarray, elements: np.ndarray) -> float:
+    """Median length (m) of the distinct triangle sides."""
+    e = np.asarray(elements, np.int64)
+    n = len(x)
+    a, b = e.ravel(), e[:, [1, 2, 0]].ravel()
+    key = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
+    i, j = key // n, key % n
+    return float(np.median(np.hypot(x[i] - x[j], y[i] - y[j])))
+
+
+def p1_interpolation(x: np.ndarray, y: np.ndarray, elements: np.ndarray, px: np.ndarray,
+                     py: np.ndarray) -> sp.csr_matrix:
+    """(npoints, nv) P1 interpolation from the mesh ``(x, y, elements)`` (0-based) to the points ``(px, py)``.
+
+    Points outside the mesh take the value at the nearest point of its boundary (linear along that side)."""
+    from matplotlib.tri import Triangulation
+
+    e = np.asarray(elements, np.int64)
+    tri = Triangulation(x, y, e).get_trifinder()(px, py)
+    inside = tri >= 0
+    t = e[np.where(inside, tri, 0)]
+    x1, x2, x3 = x[t[:, 0]], x[t[:, 1]], x[t[:, 2]]
+    y1, y2, y3 = y[t[:, 0]], y[t[:, 1]], y[t[:, 2]]
+    det = (x2 - x1) * (y3 - y1) - (x3 - x1) * (y2 - y1)
+    l2 = ((px - x1) * (y3 - y1) - (x3 - x1) * (py - y1)) / det
+    l3 = ((x2 - x1) * (py - y1) - (px - x1) * (y2 - y1)) / det
+    w = np.clip(np.stack([1.0 - l2 - l3, l2, l3], 1), 0.0, 1.0)
+    w /= w.sum(1, keepdims=True)
+    out = np.flatnonzero(~inside)
+    if out.size:
+        be = boundary_edges(e, x.size)
+        ax, ay = x[be[:, 0]], y[be[:, 0]]
+        dx, dy = x[be[:, 1]] - ax, y[be[:, 1]] - ay
+        q = ((px[out, None] - ax) * dx + (py[out, None] - ay) * dy) / np.maximum(dx * dx + dy * dy, 1e-30)
+        q = np.clip(q, 0.0, 1.0)
+        d2 = (ax + q * dx - px[out, None]) ** 2 + (ay + q * dy - py[out, None]) ** 2
+        j = np.argmin(d2, axis=1)
+        qj = q[np.arange(out.size), j]
+        t[out] = np.stack([be[j, 0], be[j, 1], be[j, 1]], 1)
+        w[out] = np.stack([1.0 - qj, qj, np.zeros_like(qj)], 1)
+    m = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(px.size), 3), t.ravel())), shape=(px.size, x.size))
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    return m
+
+
+def mesh_record(x: Any, y: Any, elements: Any) -> dict[str, Any]:
+    """A mesh as a checkpoint's manifest stores it: ``x``, ``y`` (m) and 0-based ``elements`` as lists."""
+    return {"x": np.asarray(x, float).tolist(), "y": np.asarray(y, float).tolist(),
+            "elements": np.asarray(elements, np.int64).tolist()}
+
+
+@dataclass
+class ProcessingMesh:
+    """A processing mesh ``(x, y, elements)`` and the transfers from and back to one source mesh."""
+
+    x: np.ndarray
+    y: np.ndarray
+    elements: np.ndarray
+    to_proc: sp.csr_matrix
+    to_source: sp.csr_matrix
+    dtype: torch.dtype = torch.float32
+    mesh: P1Mesh = field(init=False)
+    graph: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mesh = P1Mesh(self.x, self.y, self.elements)
+        self.graph = mesh_graph((self.x, self.y, self.elements), dtype=self.dtype)
+        self.edge_index = self.graph.edge_index.numpy()
+        self.is_boundary = self.graph.is_boundary.numpy().astype(float)
+        self.n_source = self.to_proc.shape[1]
+
+    @classmethod
+    def onto(cls, x: Any, y: Any, elements: Any, px: Any, py: Any, pelements: Any, *,
+             dtype: torch.dtype = torch.float32) -> ProcessingMesh:
+        """The transfers between the source mesh ``(x, y, elements)`` and the processing mesh ``(px, py,
+        pelements)`` (both 0-based)."""
+        x, y, px, py = (np.asarray(a, float) for a in (x, y, px, py))
+        e, pe = np.asarray(elements, np.int64), np.asarray(pelements, np.int64)
+        return cls(px, py, pe, p1_interpolation(x, y, e, px, py), p1_interpolation(px, py, pe, x, y), dtype)
+
+    @property
+    def nv(self) -> int:
+        return int(self.x.size)
+
+    def features(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Feature arrays of the source mesh (by feature name, SI) on the processing mesh."""
+        out: dict[str, Any] = {}
+        for name, value in arrays.items():
+            a = value if isinstance(value, np.ndarray) else None
+            out[name] = self.to_proc @ a.astype(float) if a is not None and a.ndim >= 1 \
+                and a.shape[0] == self.n_source else value
+        if "dirichlet_mask" in arrays:
+            mask = (out["dirichlet_mask"] >= 0.5) & (self.is_boundary > 0.5)
+            out["dirichlet_mask"] = mask.astype(float)
+            if "velocity_dirichlet" in out:
+                out["velocity_dirichlet"] = np.where(mask[:, None], out["velocity_dirichlet"], 0.0)
+        if "is_boundary" in arrays:
+            out["is_boundary"] = self.is_boundary
+        if "is_front" in arrays and "ice_levelset" in out:
+            out["is_front"] = front_vertices(self.edge_index, np.asarray(out["ice_levelset"], float)).astype(float)
+        return out
+
+    def forward(self, values: Any) -> np.ndarray:
+        """Values at the source mesh's vertices (first axis; any trailing axes) at the processing mesh's."""
+        v = np.asarray(values, float)
+        return (self.to_proc @ v.reshape(v.shape[0], -1)).reshape((self.nv,) + v.shape[1:])
+
+    def back(self, values: Any) -> np.ndarray:
+        """Values at the processing mesh's vertices (first axis; any trailing axes) at the source mesh's."""
+        v = np.asarray(values, float)
+        return (self.to_source @ v.reshape(v.shape[0], -1)).reshape((self.n_source,) + v.shape[1:])
+
+
+_CACHE: dict[tuple[str, str, str], ProcessingMesh] = {}
+_CACHE_SIZE = 8
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+
+
+def processing_for(x: Any, y: Any, elements: Any, processing: Any, *,
+                   dtype: torch.dtype = torch.float32) -> ProcessingMesh | None:
+    """The transfers of the mesh ``(x, y, elements)`` (0-based) to ``processing`` (an object with ``x``,
+    ``y``, ``elements``, or a :func:`mesh_record`), or None where there is none or the mesh is that mesh.
+    The last few are kept, keyed by content."""
+    if processing is None:
+        return None
+    get = processing.get if isinstance(processing, dict) else lambda k: getattr(processing, k)
+    px, py = np.asarray(get("x"), float), np.asarray(get("y"), float)
+    pe = np.asarray(get("elements"), np.int64)
+    x, y, e = np.asarray(x, float), np.asarray(y, float), np.asarray(elements, np.int64)
+    if x.shape == px.shape and e.shape == pe.shape and np.array_equal(e, pe) and np.allclose(x, px, rtol=0,
+                                                                                            atol=1e-6) \
+            and np.allclose(y, py, rtol=0, atol=1e-6):
+        return None
+    key = (_digest(x, y, e), _digest(px, py, pe), str(dtype))
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        hit = _CACHE[key] = ProcessingMesh.onto(x, y, e, px, py, pe, dtype=dtype)
+    return hit
