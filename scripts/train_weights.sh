@@ -35,10 +35,12 @@ EGCN_STEP_PIG_MESH_EPOCHS=${EGCN_STEP_PIG_MESH_EPOCHS:-20}
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
 EGCN_DIRECT_NORTH79_MORE_EPOCHS=${EGCN_DIRECT_NORTH79_MORE_EPOCHS:-600}
-# egcn-step-north79: 8 epochs, then 20 more for rollouts (SSA-noise targets, as egcn-step-pig), then four
-# more stages (epochs, learning rate, decay, noise (m), seed, rotated strides), each from the one before
+# egcn-step-north79: 8 epochs, then 20 more for rollouts (SSA-noise targets, as egcn-step-pig), then six
+# more stages (epochs:learning rate:decay:noise (m):seed:patience:rotated strides), each from the one before
 EGCN_STEP_NORTH79_MORE_EPOCHS=${EGCN_STEP_NORTH79_MORE_EPOCHS:-20}
-EGCN_STEP_NORTH79_STAGES=${EGCN_STEP_NORTH79_STAGES:-"30:3e-4:0.9:10:1: 40:2e-4:0.95:10:2:rotate 40:2e-4:0.95:20:3:rotate 80:2e-4:0.97:20:4:rotate"}
+EGCN_STEP_NORTH79_STAGES=${EGCN_STEP_NORTH79_STAGES:-"30:3e-4:0.9:10:1:8: 40:2e-4:0.95:10:2:12:rotate
+  40:2e-4:0.95:20:3:12:rotate 80:2e-4:0.97:20:4:20:rotate 120:2e-4:0.98:20:5:30:rotate
+  150:2e-4:0.985:20:6:40:rotate"}
 # the Pine Island GCN and CNN baselines: trained until the validation loss flattens
 PIG_BASELINE_EPOCHS=${PIG_BASELINE_EPOCHS:-30}
 # the GCN and CNN direct networks (increments; one sample per run, so more, cheaper epochs)
