@@ -70,6 +70,17 @@ def test_features_keep_dirichlet_conditions_on_the_boundary_and_recompute_graph_
     np.testing.assert_allclose(pm.back(pm.forward(3.0 * SQ_X + SQ_Y)), 3.0 * SQ_X + SQ_Y, atol=1e-12)
 
 
+def test_fitted_values_move_back_at_least_as_well_as_interpolated_ones():
+    # the coarse square is the processing mesh of the finer one: the centre value must be fitted
+    pm = ProcessingMesh.onto(FINE_X, FINE_Y, FINE_E, SQ_X, SQ_Y, SQ_E)
+    linear = np.stack([2.0 * FINE_X - FINE_Y, FINE_X + 3.0], 1)
+    np.testing.assert_allclose(pm.fit(linear), pm.forward(linear), atol=1e-9)  # linear: nothing to gain
+    bump = np.array([0.0, 0.0, 0.0, 0.0, 1.0])  # a peak at the centre, invisible to the corners
+    fitted, sampled = pm.back(pm.fit(bump)), pm.back(pm.forward(bump))
+    assert np.sum((fitted - bump) ** 2) < np.sum((sampled - bump) ** 2)
+    assert pm.fit(np.zeros((5, 0))).shape == (4, 0)
+
+
 def test_a_mesh_is_its_own_processing_mesh_and_transfers_are_cached():
     rec = {"x": SQ_X.tolist(), "y": SQ_Y.tolist(), "elements": SQ_E.tolist()}
     assert processing_for(SQ_X, SQ_Y, SQ_E, rec) is None
@@ -138,12 +149,16 @@ def test_training_on_several_meshes_through_the_processing_mesh(ens, ens_fine, t
     f = ds.run_arrays(p).fields
     np.testing.assert_allclose(sample.y_velocity.numpy(), ds.remesh.forward(np.stack([f["vx"][k], f["vy"][k]], 1)),
                                rtol=1e-5, atol=1e-12)
+    fitted = StepDataset(ens_fine, "train", spec=base.spec, processing_mesh=base.mesh, fit_targets=True)
+    np.testing.assert_allclose(fitted[0].y_velocity.numpy(), ds.remesh.fit(np.stack([f["vx"][k], f["vy"][k]], 1)),
+                               rtol=1e-5, atol=1e-12)
     out = train([ens, ens_fine], model="egcn", mode="step", out=tmp_path / "m.pt", epochs=1,
-                processing_mesh=True, **TINY)
+                processing_mesh=True, fit_targets=True, **TINY)
     ck = load_checkpoint(out)
     np.testing.assert_allclose(ck.processing_mesh["x"], base.mesh.x)
     lo, hi = ck.domain["edge_length"]
     assert lo < hi  # the applicability domain records both meshes, not the processing mesh alone
+    assert ck.extra["training"]["fit_targets"] is True
 
 
 

@@ -79,6 +79,9 @@ def _split_rule(text: str | None) -> object:
 @click.option("--processing-mesh", is_flag=True,
               help="Run the network on the first --data ensemble's mesh for every ensemble, and record that mesh: "
                    "models on other meshes are interpolated onto it and the outputs back.")
+@click.option("--fit-targets", is_flag=True,
+              help="With --processing-mesh: the other ensembles' targets on it are the values whose interpolation "
+                   "back fits their outputs best (least squares), instead of their outputs interpolated onto it.")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
@@ -88,7 +91,7 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, rotate_stride: bool, vector_hidden: int | None, decoder: str,
                   input_noise: float, noise_targets: str, previous_velocity: bool, velocity_noise: float,
-                  processing_mesh: bool, split: str | None, init_from: Path | None, resume: bool,
+                  processing_mesh: bool, fit_targets: bool, split: str | None, init_from: Path | None, resume: bool,
                   no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
     the validation split (see --split for the rule)."""
@@ -106,7 +109,7 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
                      noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from,
                      previous_velocity=previous_velocity, velocity_noise=velocity_noise,
-                     processing_mesh=processing_mesh)
+                     processing_mesh=processing_mesh, fit_targets=fit_targets)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

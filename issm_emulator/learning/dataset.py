@@ -182,6 +182,8 @@ class EnsembleDataset(Dataset):
     processing_mesh : the mesh the network runs on (``x``, ``y``, 0-based ``elements``;
         :mod:`issm_emulator.solvers.emulator.processing_mesh`): inputs and targets are interpolated onto
         it and samples carry its graph; None or this ensemble's own mesh: the ensemble's mesh
+    fit_targets : with a processing mesh, the targets are the processing-mesh values whose interpolation
+        back fits this ensemble's outputs best (least squares) instead of the outputs interpolated onto it
     """
 
     mode = ""
@@ -190,7 +192,7 @@ class EnsembleDataset(Dataset):
                  parameters: Sequence[str] | None = None, moving_front: bool | None = None, rule: Any = None,
                  runs: Iterable[int] | None = None, times: Iterable[float] | None = None,
                  time_stride: int = 1, dtype: torch.dtype = torch.float32, cache_bytes: int = 2 * 1024 ** 3,
-                 processing_mesh: Any = None):
+                 processing_mesh: Any = None, fit_targets: bool = False):
         self.path = ensemble_path(data)
         self.ds = open_ensemble(self.path)
         ds = self.ds
@@ -227,6 +229,7 @@ class EnsembleDataset(Dataset):
         self.remesh = processing_for(x, y, elements, processing_mesh, dtype=dtype)
         self.net_mesh = self.mesh if self.remesh is None else self.remesh.mesh
         self.net_graph = self.graph if self.remesh is None else self.remesh.graph
+        self.fit_targets = bool(fit_targets)
         self.output_times = np.asarray(ds["time"].values, float)  # years
         if parameters is None:
             recorded = _parse_json_attr(ds, "forcing_features")  # model sweeps record their features
@@ -419,8 +422,11 @@ class EnsembleDataset(Dataset):
         return build_inputs(self.spec, self.net_mesh, dtype=self.dtype, graph=self.net_graph, **given)
 
     def on_net_mesh(self, values: np.ndarray) -> np.ndarray:
-        """Per-vertex values (first axis) of the data's mesh on the mesh the network runs on."""
-        return values if self.remesh is None else self.remesh.forward(values)
+        """Per-vertex target values (first axis) of the data's mesh on the mesh the network runs on:
+        interpolated, or with ``fit_targets`` fitted (:meth:`ProcessingMesh.fit`)."""
+        if self.remesh is None:
+            return values
+        return self.remesh.fit(values) if self.fit_targets else self.remesh.forward(values)
 
     def targets(self, position: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y_velocity (nv, 2), y_scalars (nv, m))`` at output ``k`` (SI)."""

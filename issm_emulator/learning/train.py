@@ -224,7 +224,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
           calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None,
           previous_velocity: bool = False, velocity_noise: float = 0.0, rotate_stride: bool = False,
-          processing_mesh: bool = False) -> Path:
+          processing_mesh: bool = False, fit_targets: bool = False) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -273,7 +273,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         (:func:`~issm_emulator.learning.applicability.calibrate_checkpoint`); the checkpoint always records
         its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
     processing_mesh : the network runs on the first ensemble's mesh for every ensemble and every model
-        (recorded in the checkpoint; :mod:`~issm_emulator.solvers.emulator.processing_mesh`)
+        (recorded in the checkpoint; :mod:`~issm_emulator.solvers.emulator.processing_mesh`); ``fit_targets``:
+        the other ensembles' targets there are fitted (least squares through the move back), not interpolated
 
     Returns
     -------
@@ -317,7 +318,7 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
                           init_from=init_from, previous_velocity=previous_velocity,
                           velocity_noise=velocity_noise, rotate_stride=rotate_stride, world=world, rank=rank,
-                          processing_mesh=processing_mesh)
+                          processing_mesh=processing_mesh, fit_targets=fit_targets)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -330,7 +331,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            cache_bytes: int, time_stride: int, callback: Any, world: int, rank: int,
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
            calibrate_indicator: bool = True, init_from: Any = None, previous_velocity: bool = False,
-           velocity_noise: float = 0.0, rotate_stride: bool = False, processing_mesh: bool = False) -> Path:
+           velocity_noise: float = 0.0, rotate_stride: bool = False, processing_mesh: bool = False,
+           fit_targets: bool = False) -> Path:
     _seed_everything(seed)
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
@@ -350,7 +352,8 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         if not is_collection(data):
             return make_dataset(mode, data, split, moving_front=moving_front, **kw, **extra)
         first = make_dataset(mode, data[0], split, moving_front=moving_front, **kw, **extra)
-        extra = {**extra, "spec": first.spec, "processing_mesh": first.mesh if processing_mesh else None}
+        extra = {**extra, "spec": first.spec, "processing_mesh": first.mesh if processing_mesh else None,
+                 "fit_targets": bool(processing_mesh and fit_targets)}
         return EnsembleCollection([first] + [make_dataset(mode, d, split, moving_front=first.moving_front, **kw,
                                                           **extra) for d in data[1:]])
 
@@ -436,7 +439,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     if rotate_stride:  # likewise
         config["rotate_stride"] = True
     if processing_mesh:  # likewise
-        config["processing_mesh"] = True
+        config.update(processing_mesh=True, **({"fit_targets": True} if fit_targets else {}))
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1

@@ -147,6 +147,26 @@ class ProcessingMesh:
         v = np.asarray(values, float)
         return (self.to_proc @ v.reshape(v.shape[0], -1)).reshape((self.nv,) + v.shape[1:])
 
+    def fit(self, values: Any, tie: float = 1e-3) -> np.ndarray:
+        """Values at the processing mesh's vertices whose interpolation back (:meth:`back`) fits ``values``
+        (source mesh, first axis) best: least squares, tied to the interpolated values (:meth:`forward`) with
+        a weight of ``tie`` times the mean diagonal of the normal matrix, so that processing vertices the
+        source mesh does not constrain stay defined. Training targets made this way teach a network the
+        values that the runtime's interpolation back turns into the source velocity."""
+        v = np.asarray(values, float)
+        flat = v.reshape(v.shape[0], -1)
+        key = float(tie)
+        if getattr(self, "_fit", None) is None or self._fit[0] != key:
+            from scipy.sparse.linalg import factorized
+
+            btb = (self.to_source.T @ self.to_source).tocsc()
+            eps = key * float(np.mean(btb.diagonal()))
+            self._fit = (key, eps, factorized(btb + eps * sp.identity(self.nv, format="csc")))
+        _, eps, solve = self._fit
+        rhs = self.to_source.T @ flat + eps * (self.to_proc @ flat)
+        out = np.stack([solve(rhs[:, j]) for j in range(rhs.shape[1])], 1) if rhs.shape[1] else rhs
+        return out.reshape((self.nv,) + v.shape[1:])
+
     def back(self, values: Any) -> np.ndarray:
         """Values at the processing mesh's vertices (first axis; any trailing axes) at the source mesh's."""
         v = np.asarray(values, float)
