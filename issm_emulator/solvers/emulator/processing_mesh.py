@@ -103,6 +103,7 @@ class ProcessingMesh:
     dtype: torch.dtype = torch.float32
     mesh: P1Mesh = field(init=False)
     graph: Any = field(init=False)
+    _fit: Any = field(default=None, init=False, repr=False)  # (tie, eps, factorised normal matrix)
 
     def __post_init__(self) -> None:
         self.mesh = P1Mesh(self.x, self.y, self.elements)
@@ -156,7 +157,7 @@ class ProcessingMesh:
         v = np.asarray(values, float)
         flat = v.reshape(v.shape[0], -1)
         key = float(tie)
-        if getattr(self, "_fit", None) is None or self._fit[0] != key:
+        if self._fit is None or self._fit[0] != key:
             from scipy.sparse.linalg import factorized
 
             btb = (self.to_source.T @ self.to_source).tocsc()
