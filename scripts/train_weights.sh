@@ -27,10 +27,14 @@ EGCN_DIRECT_PIG_EPOCHS=${EGCN_DIRECT_PIG_EPOCHS:-182}
 EGCN_DIRECT_PIG_MESH_EPOCHS=${EGCN_DIRECT_PIG_MESH_EPOCHS:-40}
 # egcn-step-pig: 12 epochs, then 10 more from that checkpoint at a lower learning rate (same noise and targets),
 # then 12 more from that one at a lower rate again (another noise seed), all on 3 km; then the 2, 3 and 5 km
-# ensembles together through the 3 km processing mesh (docs/training.md says why)
+# ensembles together through the 3 km processing mesh, first with interpolated, then with fitted targets
+# (docs/training.md says why)
 EGCN_STEP_PIG_MORE_EPOCHS=${EGCN_STEP_PIG_MORE_EPOCHS:-10}
 EGCN_STEP_PIG_STAGE3_EPOCHS=${EGCN_STEP_PIG_STAGE3_EPOCHS:-12}
 EGCN_STEP_PIG_MESH_EPOCHS=${EGCN_STEP_PIG_MESH_EPOCHS:-20}
+# ... and then with fitted targets (--fit-targets) for this many epochs (where that training was stopped;
+# the learning-rate schedule is per epoch, so a run with this --epochs reproduces it exactly)
+EGCN_STEP_PIG_FIT_EPOCHS=${EGCN_STEP_PIG_FIT_EPOCHS:-3}
 # egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
@@ -107,9 +111,14 @@ for name in "${models[@]}"; do
       --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name on the 2, 3 and 5 km meshes through the 3 km processing mesh: $(date -u +%FT%TZ)"
     "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
-      --model egcn --mode step --init "$out/$name-stage3.pt" --out "$out/$name.pt" \
+      --model egcn --mode step --init "$out/$name-stage3.pt" --out "$out/$name-stage4.pt" \
       --epochs "$EGCN_STEP_PIG_MESH_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 2 --device cpu --no-progress --resume "${extra[@]}"
+    echo "== $name on the 2, 3 and 5 km meshes with fitted targets: $(date -u +%FT%TZ)"
+    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
+      --fit-targets --model egcn --mode step --init "$out/$name-stage4.pt" --out "$out/$name.pt" \
+      --epochs "$EGCN_STEP_PIG_FIT_EPOCHS" --batch-size 4 --lr 2e-4 --lr-decay 0.9 --time-stride 12 \
+      --patience 5 --seed 3 --device cpu --no-progress --resume "${extra[@]}"
   fi
   if [ "$name" = egcn-direct-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"
