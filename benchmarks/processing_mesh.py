@@ -42,60 +42,45 @@ from report import machine_line, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def step_velocity(ckpt, ds, position: int, k: int, processing) -> tuple[np.ndarray, np.ndarray]:
-    """(nv, 2) velocities (m/yr) of output ``k`` of run ``position``: the network's from output ``k - 1``
-    with ``processing`` as its mesh (None: the ensemble's), and the ensemble's."""
-    import torch
+def step_velocities(ckpt, ds, ks: list[int], processing) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Speeds (m/yr) at outputs ``ks`` of every run of ``ds``: the network's one step from output ``k - 1``,
+    run as the runtime runs it (:class:`~issm_emulator.solvers.emulator.network.BoundNetwork`) with
+    ``processing`` as its processing mesh (None: the ensemble's own mesh), and the ensemble's."""
+    from issm_emulator.solvers.emulator.network import BoundNetwork
 
-    from issm_emulator.nn.features import build_inputs
-    from issm_emulator.solvers.emulator.processing_mesh import processing_for
-
-    spec = ckpt.spec
-    needed = set(spec.scalars) | set(spec.vectors) | {"surface", "bed", "thickness"}
-    arrays = {n: a for n, a in ds.input_arrays(position, k).items() if n in needed}
-    pm = processing_for(ds.mesh.x, ds.mesh.y, ds.mesh.elements, processing)
-    mesh, graph = (ds.mesh, ds.graph) if pm is None else (pm.mesh, pm.graph)
-    if pm is not None:
-        arrays = pm.features(arrays)
-    s, v = build_inputs(spec, mesh, graph=graph, **arrays)
-    s, v = ckpt.input_normalizer.encode(s, v)
-    with torch.inference_mode():
-        out = ckpt.model(graph, s, v)["velocity"].reshape(-1, 1, 2)
-    _, vel = ckpt.output_normalizer.decode(out.new_zeros((out.shape[0], 0)), out)
-    vel = vel.reshape(-1, 2).double().numpy()
-    if pm is not None:
-        vel = pm.back(vel)
-    f = ds.run_arrays(position).fields
-    return vel * ds.yts, np.stack([f["vx"][k], f["vy"][k]], 1) * ds.yts
+    saved = ckpt.manifest.get("processing_mesh")
+    ckpt.manifest["processing_mesh"] = processing
+    try:
+        net = BoundNetwork(ckpt, ds.run_state(int(ds.run_positions[0])), "cpu")
+    finally:
+        ckpt.manifest["processing_mesh"] = saved
+    needed = set(ckpt.spec.scalars) | set(ckpt.spec.vectors) | {"surface", "bed", "thickness"}
+    pred, true = [], []
+    for p in ds.run_positions:
+        f = ds.run_arrays(int(p)).fields
+        for k in ks:
+            arrays = {n: a for n, a in ds.input_arrays(int(p), k).items() if n in needed}
+            out = net.predict([net.inputs(arrays if net.remesh is None else net.remesh.features(arrays))])[0]
+            pred.append(np.hypot(out["vx"], out["vy"]) * ds.yts)
+            true.append(np.hypot(f["vx"][k], f["vy"][k]) * ds.yts)
+    return pred, true
 
 
 def transfer_thickness_rmse(ds, processing, runs: int, fitted: bool = False) -> float:
     """Thickness RMSE (m) of 20-year rollouts of the first ``runs`` test runs whose velocity at every step is
     the ensemble's own, moved onto the processing mesh and back (and the Dirichlet values imposed): what the
     transfer alone costs. ``fitted``: the processing-mesh values are not the interpolated velocity but the
-    ones whose interpolation back fits it best (least squares, tied to the interpolated values with a weight
-    of 1e-3 so that vertices the model's mesh does not constrain stay defined)."""
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import factorized
-
+    ones whose interpolation back fits it best (:meth:`ProcessingMesh.fit`)."""
     from issm_emulator.solvers.emulator.inputs import impose_dirichlet
     from issm_emulator.solvers.emulator.processing_mesh import processing_for
     from issm_emulator.solvers.transient import run_transient_many
 
     pm = processing_for(ds.mesh.x, ds.mesh.y, ds.mesh.elements, processing)
-    solve, eps = None, 0.0
-    if fitted and pm is not None:
-        btb = pm.to_source.T @ pm.to_source
-        eps = 1e-3 * float(np.mean(btb.diagonal()))
-        solve = factorized(sp.csc_matrix(btb + eps * sp.identity(pm.nv)))
 
     def move(v):
         if pm is None:
             return v
-        c = pm.forward(v)
-        if solve is not None:
-            c = np.stack([solve(pm.to_source.T @ v[:, i] + eps * c[:, i]) for i in range(2)], 1)
-        return pm.back(c)
+        return pm.back(pm.fit(v) if fitted else pm.forward(v))
 
     sq = []
     for p in ds.run_positions[:runs]:
@@ -128,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from issm_emulator.learning.dataset import StepDataset, open_ensemble
     from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
-    from issm_emulator.solvers.emulator.processing_mesh import median_edge_length, mesh_record
+    from issm_emulator.solvers.emulator.domain import median_edge_length
+    from issm_emulator.solvers.emulator.processing_mesh import mesh_record
 
     ckpt = load_checkpoint(args.checkpoint)
     ckpt.model.eval()
@@ -145,13 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         h = median_edge_length(ds.mesh.x, ds.mesh.y, ds.mesh.elements)
         row = [data.name, f"{ds.mesh.nv}", f"{h / 1e3:.2f} km"]
         for proc in [None] + ([processing] if processing is not None else []):
-            sq, ref = [], []
-            for p in ds.run_positions:
-                for k in ks:
-                    v, v_ref = step_velocity(ckpt, ds, int(p), k, proc)
-                    sq.append((np.hypot(v[:, 0], v[:, 1]) - np.hypot(v_ref[:, 0], v_ref[:, 1])) ** 2)
-                    ref.append((v_ref ** 2).sum(1))
-            err, rms = float(np.sqrt(np.mean(sq))), float(np.sqrt(np.mean(ref)))
+            pred, true = step_velocities(ckpt, ds, ks, proc)
+            err = float(np.sqrt(np.mean([(a - b) ** 2 for a, b in zip(pred, true)])))
+            rms = float(np.sqrt(np.mean([b ** 2 for b in true])))
             row.append(f"{err:.1f} m/yr ({100 * err / rms:.1f} %)")
         if processing is not None and args.transfer_runs > 0:
             row += [f"{transfer_thickness_rmse(ds, processing, args.transfer_runs, fitted=f):.2f} m"

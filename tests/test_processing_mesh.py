@@ -16,7 +16,6 @@ from issm_emulator.solvers.emulator.inputs import feature_arrays
 from issm_emulator.solvers.emulator.network import BoundNetwork
 from issm_emulator.solvers.emulator.processing_mesh import (
     ProcessingMesh,
-    median_edge_length,
     p1_interpolation,
     processing_for,
 )
@@ -87,7 +86,6 @@ def test_a_mesh_is_its_own_processing_mesh_and_transfers_are_cached():
     assert processing_for(SQ_X, SQ_Y, SQ_E, None) is None
     a = processing_for(FINE_X, FINE_Y, FINE_E, rec)
     assert a is not None and a.nv == 4 and processing_for(FINE_X, FINE_Y, FINE_E, rec) is a
-    assert median_edge_length(SQ_X, SQ_Y, SQ_E) == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")

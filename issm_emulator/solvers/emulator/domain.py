@@ -80,7 +80,8 @@ def mesh_sha256(x: np.ndarray, y: np.ndarray, elements: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _median_edge(x: np.ndarray, y: np.ndarray, elements: np.ndarray) -> float:
+def median_edge_length(x: np.ndarray, y: np.ndarray, elements: np.ndarray) -> float:
+    """Median length (m) of a mesh's triangle sides: the resolution the domain records (0-based elements)."""
     e = edges_from_triangles(elements, x.size)
     return float(np.median(np.hypot(x[e[0]] - x[e[1]], y[e[0]] - y[e[1]])))
 
@@ -175,7 +176,7 @@ def domain_from_states(states: Sequence[ModelState], *, mode: str) -> dict[str, 
     occupied = np.zeros(px.size, bool)
     for x, y, e in meshes.values():
         occupied |= _inside_mesh(px, py, x, y, e)
-    edges = [_median_edge(*m) for m in meshes.values()]
+    edges = [median_edge_length(*m) for m in meshes.values()]
     dts = [float(st.timestepping.time_step) for st in states]
     spans = [float(st.timestepping.final_time - st.timestepping.start_time) for st in states]
     physics: dict[str, list] = {}
@@ -265,7 +266,7 @@ def check_domain(domain: Mapping[str, Any] | None, state: ModelState, *, mode: s
                                  f"the footprint {domain.get('footprint_sha256', '?')[:12]} (>= "
                                  f"{100 * SAME_GLACIER:.0f} % both ways)", True))
         lo, hi = domain["edge_length"]
-        h = _median_edge(x, y, e)
+        h = median_edge_length(x, y, e)
         if not lo * (1 - RESOLUTION_TOLERANCE) <= h <= hi * (1 + RESOLUTION_TOLERANCE):
             out.append(Violation("mesh resolution (median edge length)", f"{h / 1e3:.3g} km",
                                  _fmt_range(lo, hi, "km", 1e3) + f" (+-{100 * RESOLUTION_TOLERANCE:.0f} %)", True))

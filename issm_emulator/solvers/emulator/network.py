@@ -37,9 +37,9 @@ from issm_emulator.errors import EmulatorDivergedError, UnsupportedOptionError
 from issm_emulator.graph import mesh_graph
 from issm_emulator.nn.features import build_inputs
 from issm_emulator.physics.fe import P1Mesh
-from issm_emulator.solvers.emulator.processing_mesh import processing_for
 from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
 from issm_emulator.solvers.emulator.inputs import feature_arrays
+from issm_emulator.solvers.emulator.processing_mesh import processing_for
 from issm_emulator.state import ModelState
 
 __all__ = ["FORWARD_PASSES_PER_SOLVE", "BoundNetwork", "RuntimePolicy", "check_finite", "diverged",

@@ -36,17 +36,7 @@ import torch
 from issm_emulator.graph import boundary_edges, front_vertices, mesh_graph
 from issm_emulator.physics.fe import P1Mesh
 
-__all__ = ["ProcessingMesh", "median_edge_length", "mesh_record", "p1_interpolation", "processing_for"]
-
-
-def median_edge_length(x: np.ndarray, y: np.ndarray, elements: np.ndarray) -> float:
-    """Median length (m) of the distinct triangle sides."""
-    e = np.asarray(elements, np.int64)
-    n = len(x)
-    a, b = e.ravel(), e[:, [1, 2, 0]].ravel()
-    key = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
-    i, j = key // n, key % n
-    return float(np.median(np.hypot(x[i] - x[j], y[i] - y[j])))
+__all__ = ["ProcessingMesh", "mesh_record", "p1_interpolation", "processing_for"]
 
 
 def p1_interpolation(x: np.ndarray, y: np.ndarray, elements: np.ndarray, px: np.ndarray,
