@@ -13,8 +13,9 @@ Reported per ensemble: the speed RMSE against the ensemble's (``fem``'s) velocit
 (m/yr, pooled over runs and outputs) and relative to the RMS speed; and what the **transfer alone** costs:
 the thickness RMSE of 20-year rollouts (the first ``--transfer-runs`` test runs) whose velocity at each step is
 the ensemble's own, moved onto the processing mesh and back, by interpolation (as the runtime's inputs and
-the training targets are) and by a least-squares fit of the values whose interpolation back matches it. One step from the true state, no
-rollout (rollouts are ``benchmarks/accuracy.py``'s): what a change of mesh costs the network's stress
+the training targets are) and by a least-squares fit of the values whose interpolation back matches it, each
+with both rules of the move back (P1 and blended Taylor expansions, ``BACK_RULES``). One step from the true
+state, no rollout (rollouts are ``benchmarks/accuracy.py``'s): what a change of mesh costs the network's stress
 balance.
 
 Usage::
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from issm_emulator.learning.dataset import StepDataset, open_ensemble
     from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
     from issm_emulator.solvers.emulator.domain import median_edge_length
-    from issm_emulator.solvers.emulator.processing_mesh import mesh_record
+    from issm_emulator.solvers.emulator.processing_mesh import BACK_RULES, mesh_record
 
     ckpt = load_checkpoint(args.checkpoint)
     ckpt.model.eval()
@@ -136,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             rms = float(np.sqrt(np.mean([b ** 2 for b in true])))
             row.append(f"{err:.1f} m/yr ({100 * err / rms:.1f} %)")
         if processing is not None and args.transfer_runs > 0:
-            row += [f"{transfer_thickness_rmse(ds, processing, args.transfer_runs, fitted=f):.2f} m"
-                    for f in (False, True)]
+            for f in (False, True):
+                cost = [transfer_thickness_rmse(ds, {**processing, "back": b}, args.transfer_runs, fitted=f)
+                        for b in BACK_RULES]
+                row.append(" / ".join(f"{c:.2f}" for c in cost) + " m")
         rows.append(row)
         print(" | ".join(row), flush=True)
     cols = ["ensemble", "vertices", "median edge", "own mesh"]
     if processing is not None:
-        cols += ["processing mesh"] + (["transfer alone: thickness RMSE", "fitted transfer alone"]
+        cols += ["processing mesh"] + ([f"transfer alone: thickness RMSE ({' / '.join(BACK_RULES)})",
+                                        "fitted transfer alone"]
                                          if args.transfer_runs > 0 else [])
     source = "none" if processing is None else "recorded" if ckpt.processing_mesh is not None \
         else f"the mesh of {args.processing_data.name}"
@@ -156,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "velocity moved onto the processing mesh and back, what the transfer costs by itself (a network "
         "trained through the processing mesh can partly make up for it: a reference, not a bound). *Fitted*: "
         "the same with the processing-mesh values that fit the model's velocity best after the move back "
-        "(least squares), which a network trained with its loss on the model's own mesh could learn. "
+        "(least squares), which a network trained with its loss on the model's own mesh could learn. Each "
+        f"with both rules of the move back, {' / '.join(BACK_RULES)} (the checkpoint's: "
+        f"{(processing or {}).get('back', 'p1')}). "
         + machine_line(),
         "",
         "| " + " | ".join(cols) + " |",

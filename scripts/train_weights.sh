@@ -111,12 +111,12 @@ for name in "${models[@]}"; do
       --patience 5 --seed 1 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name on the 2, 3 and 5 km meshes through the 3 km processing mesh: $(date -u +%FT%TZ)"
     "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
-      --model egcn --mode step --init "$out/$name-stage3.pt" --out "$out/$name-stage4.pt" \
+      --processing-back p1 --model egcn --mode step --init "$out/$name-stage3.pt" --out "$out/$name-stage4.pt" \
       --epochs "$EGCN_STEP_PIG_MESH_EPOCHS" --batch-size 4 --lr 3e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 2 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name on the 2, 3 and 5 km meshes with fitted targets: $(date -u +%FT%TZ)"
     "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
-      --fit-targets --model egcn --mode step --init "$out/$name-stage4.pt" --out "$out/$name.pt" \
+      --processing-back p1 --fit-targets --model egcn --mode step --init "$out/$name-stage4.pt" --out "$out/$name.pt" \
       --epochs "$EGCN_STEP_PIG_FIT_EPOCHS" --batch-size 4 --lr 2e-4 --lr-decay 0.9 --time-stride 12 \
       --patience 5 --seed 3 --device cpu --no-progress --resume "${extra[@]}"
   fi

@@ -210,7 +210,8 @@ def test_ssa_noise_training_lowers_the_loss_on_perturbed_geometries(ens, tmp_pat
     trained alike but for ``input_noise`` with ``noise_targets='ssa'``; on geometries perturbed as a rollout
     perturbs them (fixed draws, ``noise_seed``), with the stress balance of the perturbed geometry as the
     truth, the noise-trained network has the clearly lower loss."""
-    from issm_emulator.learning.train import _batch_loss, train
+    from issm_emulator.learning.objective import batch_loss
+    from issm_emulator.learning.train import train
     from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
 
     kw = {"model": "egcn", "mode": "step", "epochs": 25, "hidden": 16, "layers": 1, "batch_size": 2, "lr": 1e-2,
@@ -220,6 +221,6 @@ def test_ssa_noise_training_lowers_the_loss_on_perturbed_geometries(ens, tmp_pat
     probe = StepDataset(ens, None, input_noise=60.0, noise_targets="ssa", noise_seed=3)
     batch = collate([probe[i] for i in range(len(probe))])
     with torch.no_grad():
-        loss_plain, loss_noisy = (float(_batch_loss(c.model.eval(), batch, c.input_normalizer,
+        loss_plain, loss_noisy = (float(batch_loss(c.model.eval(), batch, c.input_normalizer,
                                                     c.output_normalizer, ())) for c in (plain, noisy))
     assert loss_noisy < 0.8 * loss_plain, (loss_noisy, loss_plain)

@@ -16,8 +16,10 @@ from issm_emulator.solvers.emulator.inputs import feature_arrays
 from issm_emulator.solvers.emulator.network import BoundNetwork
 from issm_emulator.solvers.emulator.processing_mesh import (
     ProcessingMesh,
+    mesh_record,
     p1_interpolation,
     processing_for,
+    taylor_interpolation,
 )
 from issm_emulator.solvers.emulator.step import rollout_step
 
@@ -47,6 +49,42 @@ def test_p1_interpolation_is_exact_for_linear_fields_and_projects_outside_points
     # outside: the nearest boundary point, (1, 0.5) and the corner (0, 1)
     np.testing.assert_allclose(got[3:], [3.0 - 1.0 + 1.0, -2.0 + 1.0], atol=1e-12)
     np.testing.assert_allclose(np.asarray(m.sum(1)).ravel(), 1.0)
+
+
+def test_taylor_interpolation_is_exact_at_vertices_and_for_linear_fields_and_follows_curvature():
+    # a 9 x 9 grid of the unit square (two triangles per cell), sampled on a finer, shifted set of points
+    g = np.linspace(0.0, 1.0, 9)
+    gx, gy = (a.ravel() for a in np.meshgrid(g, g))
+    i, j = (a.ravel() for a in np.meshgrid(np.arange(8), np.arange(8)))
+    v = j * 9 + i
+    e = np.concatenate([np.stack([v, v + 1, v + 10], 1), np.stack([v, v + 10, v + 9], 1)])
+    t = taylor_interpolation(gx, gy, e, gx, gy)
+    np.testing.assert_allclose(t.toarray(), np.eye(gx.size), atol=1e-12)  # at the vertices: the values
+    p = np.linspace(0.03, 0.97, 23)
+    px, py = (a.ravel() for a in np.meshgrid(p, p))
+    t = taylor_interpolation(gx, gy, e, px, py)
+    np.testing.assert_allclose(t @ (3.0 * gx - 2.0 * gy + 1.0), 3.0 * px - 2.0 * py + 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(t.sum(1)).ravel(), 1.0, atol=1e-12)
+    # a bump two cells wide: between vertices P1 cuts its chords, the blended Taylor expansions follow it
+    f = lambda x, y: np.exp(-((x - 0.5) ** 2 + (y - 0.4) ** 2) / 0.05)
+    p1_err = np.abs(p1_interpolation(gx, gy, e, px, py) @ f(gx, gy) - f(px, py))
+    taylor_err = np.abs(t @ f(gx, gy) - f(px, py))
+    assert np.sqrt(np.mean(taylor_err ** 2)) < 0.6 * np.sqrt(np.mean(p1_err ** 2))
+
+
+def test_the_back_rule_is_recorded_and_checked():
+    rec = mesh_record(SQ_X, SQ_Y, SQ_E, back="taylor")
+    assert rec["back"] == "taylor"
+    with pytest.raises(ValueError, match="back: expected one of p1, taylor, got 'cubic'"):
+        mesh_record(SQ_X, SQ_Y, SQ_E, back="cubic")
+    taylor = processing_for(FINE_X, FINE_Y, FINE_E, rec)
+    old = {k: rec[k] for k in ("x", "y", "elements")}  # a record from before the option: P1
+    p1 = processing_for(FINE_X, FINE_Y, FINE_E, old)
+    assert (taylor.back_rule, p1.back_rule) == ("taylor", "p1") and taylor is not p1
+    np.testing.assert_allclose(p1.to_source.toarray(),
+                               p1_interpolation(SQ_X, SQ_Y, SQ_E, FINE_X, FINE_Y).toarray())
+    np.testing.assert_allclose(taylor.to_source.toarray(),
+                               taylor_interpolation(SQ_X, SQ_Y, SQ_E, FINE_X, FINE_Y).toarray())
 
 
 def test_features_keep_dirichlet_conditions_on_the_boundary_and_recompute_graph_features():
@@ -157,6 +195,12 @@ def test_training_on_several_meshes_through_the_processing_mesh(ens, ens_fine, t
     lo, hi = ck.domain["edge_length"]
     assert lo < hi  # the applicability domain records both meshes, not the processing mesh alone
     assert ck.extra["training"]["fit_targets"] is True
+    # the back rule (Taylor, the default) is recorded, and the runtime moves the network's outputs back by it
+    assert ck.processing_mesh["back"] == "taylor"
+    assert ck.extra["training"]["processing_back"] == "taylor"
+    fine = _square(150e3)  # ens_fine's mesh
+    net = BoundNetwork(ck, fine, "cpu")
+    assert net.remesh is not None and net.remesh.back_rule == "taylor"
 
 
 

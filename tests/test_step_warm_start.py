@@ -59,17 +59,17 @@ def test_train_refuses_the_options_outside_step_mode(ens, tmp_path):
 
 
 def _noisy_loss(model, ds, in_norm, out_norm) -> float:
-    from issm_emulator.learning.train import _batch_loss
+    from issm_emulator.learning.objective import batch_loss
 
     torch.manual_seed(11)  # the same perturbed inputs for every model compared
     batch = collate([ds[i] for i in range(len(ds))])
     with torch.no_grad():
-        return float(_batch_loss(model.eval(), batch, in_norm, out_norm, ()))
+        return float(batch_loss(model.eval(), batch, in_norm, out_norm, ()))
 
 
 def _error_transfer(ckpt, noisy: StepDataset, clean: StepDataset) -> float:
     """|prediction(perturbed input velocity) - prediction(exact)| / |perturbation|, over every sample."""
-    from issm_emulator.learning.train import predict_batch
+    from issm_emulator.learning.objective import predict_batch
 
     torch.manual_seed(11)
     nb = collate([noisy[i] for i in range(len(noisy))])

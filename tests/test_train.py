@@ -16,7 +16,8 @@ import xarray as xr
 
 from issm_emulator.errors import ExtrapolationWarning
 from issm_emulator.learning.dataset import DirectDataset, StepDataset, collate
-from issm_emulator.learning.train import _evaluate_loss, history_paths, last_checkpoint_path, train
+from issm_emulator.learning.objective import evaluate_loss
+from issm_emulator.learning.train import history_paths, last_checkpoint_path, train
 from issm_emulator.solvers.emulator.checkpoint import check_manifest, load_checkpoint
 
 YTS = 365.0 * 24 * 3600
@@ -67,7 +68,7 @@ def test_early_stopping_keeps_the_best_epoch(ens, tmp_path):
     assert ck.extra["training"]["best_epoch"] == best
     vd = StepDataset(ens, "validation")
     loader = torch.utils.data.DataLoader(vd, batch_size=2, collate_fn=collate)
-    loss = _evaluate_loss(ck.model, loader, ck.input_normalizer, ck.output_normalizer, (), torch.device("cpu"), 1)
+    loss = evaluate_loss(ck.model, loader, ck.input_normalizer, ck.output_normalizer, (), torch.device("cpu"), 1)
     assert loss == pytest.approx(min(val), rel=1e-5)
 
 

@@ -82,6 +82,12 @@ def _split_rule(text: str | None) -> object:
 @click.option("--fit-targets", is_flag=True,
               help="With --processing-mesh: the other ensembles' targets on it are the values whose interpolation "
                    "back fits their outputs best (least squares), instead of their outputs interpolated onto it.")
+@click.option("--processing-back", type=click.Choice(["taylor", "p1"]), default="taylor", show_default=True,
+              help="With --processing-mesh: how outputs move back to a model's mesh: blended Taylor expansions "
+                   "with recovered gradients, or P1 interpolation (as checkpoints trained before the option).")
+@click.option("--select", type=click.Choice(["loss", "rollout"]), default="loss", show_default=True,
+              help="The epoch kept: lowest validation loss, or (step mode) best rollouts of the validation runs "
+                   "(thickness RMSE; each epoch then also rolls out every validation run).")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
@@ -91,8 +97,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, rotate_stride: bool, vector_hidden: int | None, decoder: str,
                   input_noise: float, noise_targets: str, previous_velocity: bool, velocity_noise: float,
-                  processing_mesh: bool, fit_targets: bool, split: str | None, init_from: Path | None, resume: bool,
-                  no_progress: bool) -> None:
+                  processing_mesh: bool, fit_targets: bool, processing_back: str, select: str, split: str | None,
+                  init_from: Path | None, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
     the validation split (see --split for the rule)."""
     from issm_emulator.learning.train import history_paths, train
@@ -109,7 +115,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      decoder=None if decoder == "none" else decoder, input_noise=input_noise,
                      noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from,
                      previous_velocity=previous_velocity, velocity_noise=velocity_noise,
-                     processing_mesh=processing_mesh, fit_targets=fit_targets)
+                     processing_mesh=processing_mesh, fit_targets=fit_targets,
+                     processing_back=processing_back, select=select)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

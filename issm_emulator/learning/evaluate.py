@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader
 
 from issm_emulator.errors import UnsupportedOptionError
 from issm_emulator.learning.dataset import DirectDataset, StepDataset, collate
+from issm_emulator.learning.objective import predict_batch
 from issm_emulator.physics import masks as _masks
 from issm_emulator.physics.fe import P1Mesh
 from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
@@ -128,7 +129,6 @@ def _on_data_mesh(dataset: Any, values: np.ndarray) -> np.ndarray:
 
 
 def _predict_dataset(ckpt: Checkpoint, dataset: Any, device: torch.device, batch_size: int) -> dict:
-    from issm_emulator.learning.train import predict_batch
 
     model = ckpt.model.to(device).eval()
     in_norm, out_norm = ckpt.input_normalizer.to(device), ckpt.output_normalizer.to(device)

@@ -50,19 +50,18 @@ from issm_emulator._files import atomic_write
 from issm_emulator.errors import IssmEmulatorError
 from issm_emulator.learning.dataset import (
     DatasetError,
-    DirectRunDataset,
-    EnsembleDataset,
     collate,
     make_dataset,
 )
 from issm_emulator.learning.distributed import dist_env, replica_difference
+from issm_emulator.learning.objective import batch_loss, evaluate_loss, fit_normalizers
 from issm_emulator.learning.resume import check_resume, resume_record
-from issm_emulator.nn.normalizer import Normalizer
+from issm_emulator.learning.selection import SELECT_RULES, rollout_score
 from issm_emulator.progress import progress_bar
 from issm_emulator.solvers.emulator.checkpoint import atomic_torch_save, make_manifest, save_checkpoint
+from issm_emulator.solvers.emulator.processing_mesh import mesh_record
 
-__all__ = ["decode_outputs", "fit_normalizers", "history_paths", "last_checkpoint_path", "loss_fn", "predict_batch",
-           "train"]
+__all__ = ["history_paths", "last_checkpoint_path", "train"]
 
 def last_checkpoint_path(out: str | os.PathLike) -> Path:
     """``<stem>.last.pt`` beside ``out``: the resumable last-epoch state."""
@@ -99,79 +98,6 @@ def _atomic_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
 
 
-def fit_normalizers(dataset: EnsembleDataset) -> tuple[Normalizer, Normalizer]:
-    """Input and output normalisers fitted on every sample of ``dataset`` (the training split)."""
-    if len(dataset) == 0:
-        raise DatasetError(f"cannot fit normalisers: {dataset!r} has no samples")
-    from issm_emulator.learning.collection import parts
-
-    spec = dataset.spec
-    inp = Normalizer(spec.scalars, spec.vectors)
-    out = Normalizer(spec.scalar_outputs, ("velocity",))
-    increments = isinstance(parts(dataset)[0], DirectRunDataset)
-    m = len(spec.scalar_outputs)
-    for i in range(len(dataset)):
-        s = dataset[i]
-        inp.update(s.scalars, s.vectors)
-        rows = s.y_velocity.numel() // 2
-        out.update(s.y_scalars.reshape(rows, m), s.y_velocity.reshape(rows, 1, 2))
-    inp.finalize()
-    out.finalize()
-    if increments:  # changes since t = 0 are scaled, never shifted: zero stays zero
-        out.zero_mean()
-    return inp, out
-
-
-def loss_fn(raw: Mapping[str, torch.Tensor], batch: Any, out_norm: Normalizer,
-            scalar_outputs: Sequence[str]) -> torch.Tensor:
-    """Mean squared error between the network's (normalised) outputs ``raw`` and the normalised targets of
-    ``batch`` over the velocity components and the scalar outputs."""
-    y_s, y_v = out_norm.encode(batch.y_scalars, batch.y_velocity.unsqueeze(1))
-    err = [raw["velocity"] - y_v[:, 0]]
-    if scalar_outputs:
-        err.append(torch.stack([raw[n] for n in scalar_outputs], 1) - y_s)
-    return torch.cat(err, 1).pow(2).mean()
-
-
-def decode_outputs(raw: Mapping[str, torch.Tensor], out_norm: Normalizer,
-                   scalar_outputs: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Physical (SI) outputs ``{'velocity': (n, 2), name: (n,)}`` from the network's normalised outputs."""
-    vel = raw["velocity"]
-    sc = torch.stack([raw[n] for n in scalar_outputs], 1) if scalar_outputs else vel.new_zeros((vel.shape[0], 0))
-    s, v = out_norm.decode(sc, vel.unsqueeze(1))
-    out = {"velocity": v[:, 0]}
-    for j, n in enumerate(scalar_outputs):
-        out[n] = s[:, j]
-    return out
-
-
-def predict_batch(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: Normalizer,
-                  scalar_outputs: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Physical outputs of ``model`` on a batch of raw (SI) inputs."""
-    s, v = in_norm.encode(batch.scalars, batch.vectors)
-    return decode_outputs(model(batch, s, v), out_norm, scalar_outputs)
-
-
-def increment_loss(raw: Mapping[str, torch.Tensor], batch: Any, out_norm: Normalizer,
-                   scalar_outputs: Sequence[str]) -> torch.Tensor:
-    """Mean squared error of a time-decoded network's normalised increments ``raw`` (``(n, K, ...)``)
-    against the batch's increments since ``t = 0``, scaled by the (zero-mean) output normaliser."""
-    v_scale = out_norm.vector_scale.to(batch.y_velocity)[0]
-    err = [(raw["velocity"] - batch.y_velocity / v_scale).flatten(1)]
-    if scalar_outputs:
-        y_s = batch.y_scalars / out_norm.scalar_std.to(batch.y_scalars)
-        err.append((torch.stack([raw[n] for n in scalar_outputs], -1) - y_s).flatten(1))
-    return torch.cat(err, 1).pow(2).mean()
-
-
-def _batch_loss(model: nn.Module, batch: Any, in_norm: Normalizer, out_norm: Normalizer,
-                scalar_outputs: Sequence[str]) -> torch.Tensor:
-    s, v = in_norm.encode(batch.scalars, batch.vectors)
-    if getattr(batch, "times", None) is not None:  # a time-decoded direct network (DirectRunDataset)
-        return increment_loss(model(batch, s, v, batch.times), batch, out_norm, scalar_outputs)
-    return loss_fn(model(batch, s, v), batch, out_norm, scalar_outputs)
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool, device: torch.device):
     prev = torch.are_deterministic_algorithms_enabled()
@@ -195,24 +121,6 @@ def _build_model(arch: str, spec: Any, hidden: int, layers: int, options: Mappin
     return model_from_spec(arch, spec, hidden=int(hidden), n_layers=int(layers), **options)
 
 
-def _evaluate_loss(model: nn.Module, loader: DataLoader, in_norm: Normalizer, out_norm: Normalizer,
-                   scalar_outputs: Sequence[str], device: torch.device, world: int) -> float:
-    """Sample-weighted mean loss over ``loader`` (summed over ranks when distributed)."""
-    model.eval()
-    tot = torch.zeros(2, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        for batch in loader:
-            batch = batch.to(device)
-            loss = _batch_loss(model, batch, in_norm, out_norm, scalar_outputs)
-            nb = batch.num_graphs
-            tot[0] += float(loss) * nb
-            tot[1] += nb
-    if world > 1:
-        torch.distributed.all_reduce(tot)
-    return float(tot[0] / tot[1]) if tot[1] > 0 else math.nan
-
-
-# --------------------------------------------------------------------------------------------- train
 def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", out: str | os.PathLike,
           epochs: int = 100, lr: float = 1e-3, batch_size: int = 8, device: Any = None, seed: int = 0,
           hidden: int = 128, layers: int = 5, patience: int | None = 20, lr_schedule: str = "exponential",
@@ -224,7 +132,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           decoder: str | None = "auto", input_noise: float = 0.0, noise_targets: str = "keep",
           calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None,
           previous_velocity: bool = False, velocity_noise: float = 0.0, rotate_stride: bool = False,
-          processing_mesh: bool = False, fit_targets: bool = False) -> Path:
+          processing_mesh: bool = False, fit_targets: bool = False, processing_back: str = "taylor",
+          select: str = "loss") -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -274,7 +183,10 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
         its applicability domain (:func:`~issm_emulator.learning.applicability.training_domain`)
     processing_mesh : the network runs on the first ensemble's mesh for every ensemble and every model
         (recorded in the checkpoint; :mod:`~issm_emulator.solvers.emulator.processing_mesh`); ``fit_targets``:
-        the other ensembles' targets there are fitted (least squares through the move back), not interpolated
+        the other ensembles' targets there are fitted (least squares through the move back), not interpolated;
+        ``processing_back``: the rule moving outputs back to a model's mesh (``"taylor"`` or ``"p1"``, recorded)
+    select : the epoch kept: ``"loss"`` (lowest validation loss) or, for step networks, ``"rollout"`` (best
+        rollouts of the validation runs; :mod:`~issm_emulator.learning.selection`)
 
     Returns
     -------
@@ -318,7 +230,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           noise_targets=noise_targets, calibrate_indicator=calibrate_indicator,
                           init_from=init_from, previous_velocity=previous_velocity,
                           velocity_noise=velocity_noise, rotate_stride=rotate_stride, world=world, rank=rank,
-                          processing_mesh=processing_mesh, fit_targets=fit_targets)
+                          processing_mesh=processing_mesh, fit_targets=fit_targets,
+                          processing_back=processing_back, select=select)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -332,8 +245,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
            calibrate_indicator: bool = True, init_from: Any = None, previous_velocity: bool = False,
            velocity_noise: float = 0.0, rotate_stride: bool = False, processing_mesh: bool = False,
-           fit_targets: bool = False) -> Path:
+           fit_targets: bool = False, processing_back: str = "taylor", select: str = "loss") -> Path:
     _seed_everything(seed)
+    if select not in SELECT_RULES or (select == "rollout" and mode != "step"):
+        raise ValueError(f"select: expected 'loss', or 'rollout' for a step network; got {select!r} "
+                         f"(mode {mode!r})")
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
     noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
@@ -347,12 +263,15 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     from issm_emulator.learning.collection import (EnsembleCollection, is_collection, mesh_vertices, parts,
                                                    run_values, set_time_phase)
 
+    def processing_record(mesh: Any) -> dict[str, Any] | None:
+        return mesh_record(mesh.x, mesh.y, mesh.elements, back=processing_back) if processing_mesh else None
+
     def split_dataset(split: str, **extra: Any) -> Any:
         """One split of ``data``: one ensemble, or several (a collection with the first one's features)."""
         if not is_collection(data):
             return make_dataset(mode, data, split, moving_front=moving_front, **kw, **extra)
         first = make_dataset(mode, data[0], split, moving_front=moving_front, **kw, **extra)
-        extra = {**extra, "spec": first.spec, "processing_mesh": first.mesh if processing_mesh else None,
+        extra = {**extra, "spec": first.spec, "processing_mesh": processing_record(first.mesh),
                  "fit_targets": bool(processing_mesh and fit_targets)}
         return EnsembleCollection([first] + [make_dataset(mode, d, split, moving_front=first.moving_front, **kw,
                                                           **extra) for d in data[1:]])
@@ -397,10 +316,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
 
     manifest["domain"] = training_domain(train_ds, mode)
     if processing_mesh:
-        from issm_emulator.solvers.emulator.processing_mesh import mesh_record
-
-        m0 = parts(train_ds)[0].mesh
-        manifest["processing_mesh"] = mesh_record(m0.x, m0.y, m0.elements)
+        manifest["processing_mesh"] = processing_record(parts(train_ds)[0].mesh)
 
     if decoder is not None:  # the time decoder's column and time unit come from the training data
         model_options = {**model_options, "decoder": decoder, "time_column": spec.scalars.index("time"),
@@ -438,8 +354,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     rotate_stride = bool(rotate_stride) and time_stride > 1
     if rotate_stride:  # likewise
         config["rotate_stride"] = True
+    if select != "loss":  # likewise
+        config["select"] = select
     if processing_mesh:  # likewise
-        config.update(processing_mesh=True, **({"fit_targets": True} if fit_targets else {}))
+        config.update(processing_mesh=True, **({"fit_targets": True} if fit_targets else {}),
+                      **({"processing_back": processing_back} if processing_back != "p1" else {}))
     history: list[dict[str, Any]] = []
     best = {"loss": math.inf, "epoch": 0}
     start_epoch = 1
@@ -486,10 +405,11 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                       "the lowest training loss and early stopping watches the training loss", RuntimeWarning,
                       stacklevel=3)
 
-    def write_best(epoch: int, loss: float) -> None:
-        save_checkpoint(out, module, manifest, in_norm, out_norm, extra={
-            "training": {**config, "best_epoch": epoch, "best_loss": loss, "watched": "validation" if has_val
-                         else "train", "forcing_ranges": {k: list(v) for k, v in forcing_ranges.items()}}})
+    def write_best(epoch: int, loss: float, path: Path | None = None) -> None:
+        watched = "train" if not has_val else "validation rollouts" if select == "rollout" else "validation"
+        save_checkpoint(path or out, module, manifest, in_norm, out_norm, extra={
+            "training": {**config, "best_epoch": epoch, "best_loss": loss, "watched": watched,
+                         "forcing_ranges": {k: list(v) for k, v in forcing_ranges.items()}}})
 
     bar = progress_bar(epochs, progress and rank == 0, f"train {arch}/{mode}", unit="epoch",
                        initial=start_epoch - 1)
@@ -510,7 +430,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             for batch in train_loader:
                 batch = batch.to(dev)
                 optimiser.zero_grad(set_to_none=True)
-                loss = _batch_loss(net, batch, in_norm, out_norm, scalar_outputs)
+                loss = batch_loss(net, batch, in_norm, out_norm, scalar_outputs)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss is {float(loss)} at epoch {epoch}; lower the "
                                              f"learning rate (lr={lr})")
@@ -524,9 +444,19 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             if world > 1:
                 torch.distributed.all_reduce(train_loss)
             train_loss_v = float(train_loss[0] / train_loss[1])
-            val_loss = _evaluate_loss(net, val_loader, in_norm, out_norm, scalar_outputs, dev, world) \
+            val_loss = evaluate_loss(net, val_loader, in_norm, out_norm, scalar_outputs, dev, world) \
                 if has_val else math.nan
             watch = val_loss if has_val else train_loss_v
+            score = None
+            if select == "rollout" and has_val:  # the validation runs' rollouts choose the epoch kept
+                score = torch.zeros(1, dtype=torch.float64, device=dev)
+                if rank == 0:
+                    score += rollout_score(lambda p, e=epoch, v=val_loss: write_best(e, v, p),
+                                           list(data) if is_collection(data) else [data],
+                                           split_rule=split_rule)
+                if world > 1:
+                    torch.distributed.broadcast(score, 0)
+                watch = score = float(score)
             current_lr = optimiser.param_groups[0]["lr"]
             if scheduler is not None:
                 if lr_schedule == "plateau":
@@ -542,6 +472,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
             else:
                 stale += 1
             rec = {"epoch": epoch, "lr": current_lr, "train_loss": train_loss_v, "validation_loss": val_loss,
+                   **({} if score is None else {"validation_rollout_thickness_rmse": score}),
                    "best": improved, "seconds": time.perf_counter() - t0}
             history.append(rec)
             if rank == 0:

@@ -278,8 +278,8 @@ class Checkpoint:
 
     @property
     def processing_mesh(self) -> dict[str, Any] | None:
-        """The mesh the network runs on for every model (``x``, ``y``, 0-based ``elements``;
-        :mod:`.processing_mesh`); None: it runs on each model's own mesh."""
+        """The mesh the network runs on for every model (``x``, ``y``, 0-based ``elements``, and the ``back``
+        rule of its outputs, P1 where absent; :mod:`.processing_mesh`); None: it runs on each model's own mesh."""
         return self.manifest.get("processing_mesh")
 
     @property
