@@ -98,6 +98,27 @@ def transfer_thickness_rmse(ds, processing, runs: int, fitted: bool = False) -> 
     return float(np.sqrt(np.mean(sq)))
 
 
+def rollout_split(ckpt_path: Path, data: Path, mesh, processing) -> tuple[float, float, float]:
+    """The checkpoint's test rollouts of ``data`` (on its ``mesh``; thickness RMSE, m, over every run and
+    output, as ``benchmarks/accuracy.py`` reports them), and that error split into the part the processing
+    mesh can hold (the error field interpolated onto it and back, P1) and the rest (what lies between its
+    vertices): ``total^2 ~ held^2 + rest^2``. A large held part is the network's own error on that mesh's
+    states, not what the transfer loses."""
+    import tempfile
+
+    from issm_emulator.learning.evaluate import evaluate
+    from issm_emulator.solvers.emulator.processing_mesh import processing_for
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate(ckpt_path, data, "test", out_dir=tmp, step_method="rollout", plots=False)
+    err = np.concatenate([np.asarray(r.pred["thickness"]) - np.asarray(r.true["thickness"]) for r in res.runs])
+    pm = processing_for(mesh.x, mesh.y, mesh.elements, {**processing, "back": "p1"})
+    held = err if pm is None else pm.back(pm.forward(err.T)).T
+    return (float(np.sqrt(np.mean(err ** 2))), float(np.sqrt(np.mean(held ** 2))),
+            float(np.sqrt(np.mean((err - held) ** 2))))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, nargs="+", required=True, help="Pine Island ensembles (2, 3, 5 km...)")
@@ -107,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--years", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     ap.add_argument("--transfer-runs", type=int, default=2,
                     help="test runs of the transfer-alone rollouts (0: none)")
+    ap.add_argument("--no-rollouts", action="store_true",
+                    help="skip the test rollouts (and their split into what the processing mesh holds)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -141,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 cost = [transfer_thickness_rmse(ds, {**processing, "back": b}, args.transfer_runs, fitted=f)
                         for b in BACK_RULES]
                 row.append(" / ".join(f"{c:.2f}" for c in cost) + " m")
+        if processing is not None and not args.no_rollouts:
+            total, held, rest = rollout_split(args.checkpoint, data, ds.mesh, processing)
+            row.append(f"{total:.2f} m ({held:.2f} / {rest:.2f} m)")
         rows.append(row)
         print(" | ".join(row), flush=True)
     cols = ["ensemble", "vertices", "median edge", "own mesh"]
@@ -148,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         cols += ["processing mesh"] + ([f"transfer alone: thickness RMSE ({' / '.join(BACK_RULES)})",
                                         "fitted transfer alone"]
                                          if args.transfer_runs > 0 else [])
+        cols += [] if args.no_rollouts else ["rollouts: thickness RMSE (held / rest)"]
     source = "none" if processing is None else "recorded" if ckpt.processing_mesh is not None \
         else f"the mesh of {args.processing_data.name}"
     body = "\n".join([
@@ -162,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "the same with the processing-mesh values that fit the model's velocity best after the move back "
         "(least squares), which a network trained with its loss on the model's own mesh could learn. Each "
         f"with both rules of the move back, {' / '.join(BACK_RULES)} (the checkpoint's: "
-        f"{(processing or {}).get('back', 'p1')}). "
+        f"{(processing or {}).get('back', 'p1')}). *Rollouts*: the checkpoint's 20-year test rollouts, every "
+        "run and output, and their thickness error split into the part the processing mesh holds (the error "
+        "field interpolated onto it and back) and the rest, in quadrature. "
         + machine_line(),
         "",
         "| " + " | ".join(cols) + " |",

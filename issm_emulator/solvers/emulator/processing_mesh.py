@@ -97,7 +97,8 @@ def taylor_interpolation(x: np.ndarray, y: np.ndarray, elements: np.ndarray, px:
 
     ``g_k`` the area-weighted mean of the gradients of the elements around vertex ``k``
     (:attr:`~issm_emulator.physics.fe.P1Mesh.nodal_gradient_operator`). It is exact at the vertices and for
-    linear fields, as P1 is, and follows a curved field between vertices where P1 cuts its chords."""
+    linear fields, as P1 is. For a smooth field its error is of P1's order (the curvature term with the
+    other sign); a field that varies over a few cells, it follows more closely than P1's chords do."""
     b = p1_interpolation(x, y, elements, px, py).tocoo()
     px, py, x, y = (np.asarray(a, float) for a in (px, py, x, y))
     g = P1Mesh(x, y, np.asarray(elements, np.int64)).nodal_gradient_operator
