@@ -41,3 +41,16 @@ def test_rollout_selection_is_for_step_networks(ens, tmp_path):
         train(ens, model="egcn", mode="direct", out=tmp_path / "d.pt", epochs=1, select="rollout", **TINY)
     with pytest.raises(ValueError, match="select"):
         train(ens, model="egcn", mode="step", out=tmp_path / "s.pt", epochs=1, select="best", **TINY)
+
+
+def test_rollout_selection_refuses_runs_it_cannot_rebuild_before_training(ens, tmp_path, monkeypatch):
+    from issm_emulator.learning.dataset import DatasetError, StepDataset
+
+    def no_model(self, position):
+        raise DatasetError("the geometry of this scenario is not installed")
+
+    monkeypatch.setattr(StepDataset, "run_state", no_model)
+    out = tmp_path / "m.pt"
+    with pytest.raises(DatasetError, match="select='rollout' rolls out the validation runs of .*not installed"):
+        train(ens, model="egcn", mode="step", out=out, epochs=1, select="rollout", **TINY)
+    assert not out.exists() and not history_paths(out)[0].exists()  # refused before the first epoch

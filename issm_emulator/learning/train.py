@@ -291,6 +291,15 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     else:
         val_ds = make_dataset(mode, data, "validation", spec=spec, moving_front=train_ds.moving_front, **kw,
                               **val_noise)
+    if select == "rollout":  # the rollouts need the runs' models: refuse now, not after the first epoch
+        for part in parts(val_ds):
+            if len(part.run_positions) == 0:
+                continue
+            try:
+                part.run_state(int(part.run_positions[0]))
+            except Exception as exc:
+                raise DatasetError(f"select='rollout' rolls out the validation runs of {part.path.name}, but "
+                                   f"their models cannot be rebuilt: {exc}") from exc
     start = None
     if init_from is not None:  # fine-tuning: the checkpoint's network and normalisers, as they are
         from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
