@@ -7,10 +7,11 @@ squared error of the normalised outputs,
           + \\sum_q \\tfrac{(\\hat q_i - q_i)^2}{\\sigma_q^2} \\Big] / (2 + m)
 
 (``s_u`` the RMS speed, ``sigma_q`` the standard deviation of each of the ``m`` scalar outputs), with Adam
-and an exponential (or plateau) learning-rate schedule, and stops early when the validation loss has not
-improved for ``patience`` epochs. Files written (rank 0 only):
+and an exponential (or plateau) learning-rate schedule, and stops early when the validation loss (or, with
+``select='rollout'``, the validation rollouts: :mod:`.selection`) has not improved for ``patience`` epochs.
+Files written (rank 0 only):
 
-* ``out`` (e.g. ``egcn.pt``): the best checkpoint on the validation split
+* ``out`` (e.g. ``egcn.pt``): the best checkpoint on the validation split (lowest loss, or best rollouts)
   (:func:`issm_emulator.solvers.emulator.checkpoint.save_checkpoint`: weights, config, normalisers, manifest with
   feature names, units, training range of every forcing parameter, package version);
 * ``<out stem>.last.pt``: everything needed to resume (weights, optimiser, schedule, history, RNG states),
