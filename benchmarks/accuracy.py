@@ -12,7 +12,9 @@ Usage::
     python benchmarks/accuracy.py --data-pig /data/pig-melt --data-north79 /data/north79-calving \\
         --checkpoints /data/ckpt [--out docs/results.md] [--eval-dir DIR] [--threads 1]
 
-Measures and reports; asserts nothing.
+Step networks are rolled out, which rebuilds each test run's model: set ``ISSM_EMULATOR_DATA_DIR`` (Pine
+Island and 79N geometry) where the ISSM data files cannot be downloaded; without them those rows fail
+and the notes say why. Measures and reports; asserts nothing.
 """
 
 from __future__ import annotations
@@ -99,8 +101,10 @@ def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                # step networks roll out (what the figures are for): where a run's model cannot be
+                # rebuilt (no ISSM_EMULATOR_DATA_DIR) the row fails and says so, not a teacher-forced stand-in
                 ev = evaluate(c.path, data[c.scenario], args.split, out_dir=out_dir, device=args.device,
-                              batch_size=args.batch_size, plots=args.eval_dir is not None)
+                              batch_size=args.batch_size, plots=args.eval_dir is not None, step_method="rollout")
         except Exception as exc:  # noqa: BLE001 - a diverging model is a result to report, not a crash
             notes.append(f"{c.name}: evaluation failed ({type(exc).__name__}: {exc})")
             print(f"  failed: {exc}", flush=True)
@@ -151,7 +155,7 @@ def evaluate_meshes(args: argparse.Namespace, results: list[dict]) -> list[dict]
                 warnings.simplefilter("ignore")
                 print(f"evaluating {c.name} on {folder} ({args.split}) ...", flush=True)
                 ev = evaluate(c.path, Path(folder), args.split, out_dir=tmp, device=args.device,
-                              batch_size=args.batch_size, plots=False)
+                              batch_size=args.batch_size, plots=False, step_method="rollout")
             o = _overall(ev.rows)
             nv = int(ev.runs[0].true["vx"].shape[1]) if ev.runs else 0
             rows.append({"name": c.name, "mesh": f"{label} ({nv} vertices)", "thickness": o[("thickness", "all")]["rmse"],

@@ -35,6 +35,9 @@ EGCN_STEP_PIG_MESH_EPOCHS=${EGCN_STEP_PIG_MESH_EPOCHS:-20}
 # ... and then with fitted targets (--fit-targets) for this many epochs (where that training was stopped;
 # the learning-rate schedule is per epoch, so a run with this --epochs reproduces it exactly)
 EGCN_STEP_PIG_FIT_EPOCHS=${EGCN_STEP_PIG_FIT_EPOCHS:-3}
+# ... and then at a lower learning rate, keeping the epoch with the best validation rollouts
+# (--select rollout), for this many epochs (where it was stopped)
+EGCN_STEP_PIG_STAGE6_EPOCHS=${EGCN_STEP_PIG_STAGE6_EPOCHS:-1}
 # egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
@@ -116,9 +119,14 @@ for name in "${models[@]}"; do
       --patience 5 --seed 2 --device cpu --no-progress --resume "${extra[@]}"
     echo "== $name on the 2, 3 and 5 km meshes with fitted targets: $(date -u +%FT%TZ)"
     "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
-      --processing-back p1 --fit-targets --model egcn --mode step --init "$out/$name-stage4.pt" --out "$out/$name.pt" \
-      --epochs "$EGCN_STEP_PIG_FIT_EPOCHS" --batch-size 4 --lr 2e-4 --lr-decay 0.9 --time-stride 12 \
-      --patience 5 --seed 3 --device cpu --no-progress --resume "${extra[@]}"
+      --processing-back p1 --fit-targets --model egcn --mode step --init "$out/$name-stage4.pt" \
+      --out "$out/$name-stage5.pt" --epochs "$EGCN_STEP_PIG_FIT_EPOCHS" --batch-size 4 --lr 2e-4 --lr-decay 0.9 \
+      --time-stride 12 --patience 5 --seed 3 --device cpu --no-progress --resume "${extra[@]}"
+    echo "== $name, fitted targets at a lower rate, kept by validation rollouts: $(date -u +%FT%TZ)"
+    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
+      --processing-back p1 --fit-targets --select rollout --model egcn --mode step --init "$out/$name-stage5.pt" \
+      --out "$out/$name.pt" --epochs "$EGCN_STEP_PIG_STAGE6_EPOCHS" --batch-size 4 --lr 5e-5 --lr-decay 0.9 \
+      --time-stride 12 --patience 5 --seed 9 --device cpu --no-progress --resume "${extra[@]}"
   fi
   if [ "$name" = egcn-direct-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"

@@ -35,15 +35,22 @@ def main() -> None:
             recs = list(csv.DictReader(f))
         if not recs:
             continue
-        best = min(recs, key=lambda r: float(r["validation_loss"]))
         ck = load_checkpoint(ckpt)
+        # the epoch the checkpoint holds: the lowest validation loss, or the one its training chose otherwise
+        # (--select rollout: the best validation rollouts)
+        kept = (ck.extra.get("training") or {}).get("best_epoch")
+        best = next((r for r in recs if kept is not None and int(r["epoch"]) == int(kept)), None) \
+            or min(recs, key=lambda r: float(r["validation_loss"]))
+        note = ""
+        if best.get("validation_rollout_thickness_rmse"):
+            note = f" (kept for its validation rollouts, {float(best['validation_rollout_thickness_rmse']):.2f} m)"
         cfg = ck.model.config
         arch = ck.manifest.get("arch", "?")
         width = cfg.get("hidden", "?")
         depth = cfg.get("n_layers", "?")
         nparam = sum(p.numel() for p in ck.model.parameters())
         rows.append(f"| `{name}` | {arch} {depth} x {width} | {len(recs)} | {best['epoch']} | "
-                    f"{float(best['validation_loss']):.3g} | {sum(float(r['seconds']) for r in recs):.0f} | {nparam} |")
+                    f"{float(best['validation_loss']):.3g}{note} | {sum(float(r['seconds']) for r in recs):.0f} | {nparam} |")
     import re
 
     mine = {re.match(r"\| `([^`]+)`", r).group(1) for r in rows[2:]}
