@@ -113,6 +113,3 @@ def evaluate_loss(model: nn.Module, loader: DataLoader, in_norm: Normalizer, out
     if world > 1:
         torch.distributed.all_reduce(tot)
     return float(tot[0] / tot[1]) if tot[1] > 0 else math.nan
-
-
-# --------------------------------------------------------------------------------------------- train

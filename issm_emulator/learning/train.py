@@ -122,6 +122,7 @@ def _build_model(arch: str, spec: Any, hidden: int, layers: int, options: Mappin
     return model_from_spec(arch, spec, hidden=int(hidden), n_layers=int(layers), **options)
 
 
+# --------------------------------------------------------------------------------------------- train
 def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", out: str | os.PathLike,
           epochs: int = 100, lr: float = 1e-3, batch_size: int = 8, device: Any = None, seed: int = 0,
           hidden: int = 128, layers: int = 5, patience: int | None = 20, lr_schedule: str = "exponential",
