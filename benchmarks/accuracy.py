@@ -52,10 +52,6 @@ SEED = {
 }
 
 
-def _overall(rows: list[dict]) -> dict[tuple[str, str], dict]:
-    return {(r["variable"], r["region"]): r for r in rows if r["run"] == "overall"}
-
-
 def _training(ckpt_path: Path) -> dict:
     """Training facts stored in the checkpoint (epochs, width, depth) and its history file."""
     from issm_emulator.solvers.emulator.checkpoint import load_checkpoint
@@ -123,10 +119,10 @@ def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
         param = next(k for k in ev.rows[0] if k not in ("run", "variable", "region", "unit", "n", "rmse", "r"))
         runs = sorted({(r["run"], r[param]) for r in ev.rows if r["run"] != "overall"})
         nv = int(ev.runs[0].true["vx"].shape[1]) if ev.runs else None
-        results.append({"ckpt": c, "overall": _overall(ev.rows), "method": ev.method, "wall": wall, "nv": nv,
+        results.append({"ckpt": c, "overall": ev.overall(), "method": ev.method, "wall": wall, "nv": nv,
                         "runs": runs, "training": _training(c.path), "extrapolation": extrap,
                         "series": rmse_series(ev.runs)})
-        o = _overall(ev.rows)
+        o = ev.overall()
         print(f"  {ev.method}, {wall:.0f} s: thickness RMSE {fmt(o[('thickness', 'all')]['rmse'])} m, "
               f"speed RMSE {fmt(o[('speed', 'all')]['rmse'])} m/yr", flush=True)
     return results, notes
@@ -156,7 +152,7 @@ def evaluate_meshes(args: argparse.Namespace, results: list[dict]) -> list[dict]
                 print(f"evaluating {c.name} on {folder} ({args.split}) ...", flush=True)
                 ev = evaluate(c.path, Path(folder), args.split, out_dir=tmp, device=args.device,
                               batch_size=args.batch_size, plots=False, step_method="rollout")
-            o = _overall(ev.rows)
+            o = ev.overall()
             nv = int(ev.runs[0].true["vx"].shape[1]) if ev.runs else 0
             rows.append({"name": c.name, "mesh": f"{label} ({nv} vertices)", "thickness": o[("thickness", "all")]["rmse"],
                          "speed": o[("speed", "all")]["rmse"], "ratio": o[("thickness", "all")]["rmse"] / base})

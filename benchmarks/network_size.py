@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ev = evaluate(path, args.data, args.split, out_dir=tmp, plots=False)
-        overall = {(r["variable"], r["region"]): r for r in ev.rows if r["run"] == "overall"}
+        overall = ev.overall()
         gflop, ms = pass_cost(ck, args.data, args.repeats)
         t_fem, t_emu = solve_time(path, ck.mode, args.years)
         warm = ck.mode == "step" and "velocity" in ck.spec.vectors

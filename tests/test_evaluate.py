@@ -94,6 +94,8 @@ def test_direct_evaluation_files_and_values(ens, direct_ckpt, tmp_path):
     overall = next(r for r in rows if r["run"] == "overall" and r["variable"] == "thickness" and r["region"] == "all")
     assert float(overall["rmse"]) == pytest.approx(np.sqrt(np.mean((pred_all - truth_all) ** 2)), rel=1e-6)
     assert float(overall["r"]) == pytest.approx(np.corrcoef(pred_all, truth_all)[0, 1], rel=1e-6)
+    assert res.overall()[("thickness", "all")]["rmse"] == pytest.approx(float(overall["rmse"]), rel=1e-9)
+    assert all(r["run"] == "overall" for r in res.overall().values()) and ("vx", "all") in res.overall()
     with open(tmp_path / "timeseries.csv") as fh:
         ts = list(csv.DictReader(fh))
     assert len(ts) == 2 * 4 and float(ts[0]["ice_volume_true_m3"]) == float(ts[0]["ice_volume_pred_m3"])

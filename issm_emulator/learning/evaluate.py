@@ -121,6 +121,10 @@ class EvaluationResult:
     method: str
     runs: list[RunPrediction]
 
+    def overall(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The pooled rows (``run == 'overall'``) by ``(variable, region)``, e.g. ``[("thickness", "all")]``."""
+        return {(r["variable"], r["region"]): r for r in self.rows if r.get("run") == "overall"}
+
 
 # --------------------------------------------------------------------------------------------- predictions
 def _on_data_mesh(dataset: Any, values: np.ndarray) -> np.ndarray:

@@ -46,9 +46,8 @@ def rollout_score(save: Callable[[Path], Any], data: Sequence[Any], *, split_rul
                 warnings.simplefilter("ignore")  # forcing and domain notes were given at training
                 res = evaluate(path, d, split, out_dir=Path(tmp) / f"eval{i}", step_method="rollout",
                                plots=False, split_rule=split_rule)
-            rmse = [r["rmse"] for r in res.rows if r.get("run") == "overall" and r["variable"] == "thickness"
-                    and r["region"] == "all"]
-            if not rmse or not math.isfinite(rmse[0]):
+            row = res.overall().get(("thickness", "all"))
+            if row is None or not math.isfinite(row["rmse"]):
                 return math.inf  # a rollout that failed or diverged is never the best
-            squares.append(rmse[0] ** 2)
+            squares.append(row["rmse"] ** 2)
     return math.sqrt(sum(squares) / len(squares))
