@@ -16,12 +16,14 @@ the ensemble's own, moved onto the processing mesh and back, by interpolation (a
 the training targets are) and by a least-squares fit of the values whose interpolation back matches it, each
 with both rules of the move back (P1 and blended Taylor expansions, ``BACK_RULES``). One step from the true
 state, no rollout (rollouts are ``benchmarks/accuracy.py``'s): what a change of mesh costs the network's stress
-balance.
+balance. ``--transfer-via`` adds the transfer-alone costs through other meshes as the processing mesh
+(e.g. the 2 km one for the 3 and 5 km ensembles): what a different choice of processing mesh would cost.
 
 Usage::
 
     python benchmarks/processing_mesh.py --data DATA/pig-melt DATA/pig-melt-2km DATA/pig-melt-5km \
-        [--checkpoint weights/egcn-step-pig.pt] [--years 5 10 20] [--out docs/results.md]
+        [--checkpoint weights/egcn-step-pig.pt] [--years 5 10 20] [--transfer-via DATA/pig-melt-2km] \
+        [--out docs/results.md]
 
 Measures and reports; asserts nothing.
 """
@@ -156,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--years", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     ap.add_argument("--transfer-runs", type=int, default=2,
                     help="test runs of the transfer-alone rollouts (0: none)")
+    ap.add_argument("--transfer-via", type=Path, nargs="*", default=[],
+                    help="ensembles whose meshes are tried as other processing meshes: the transfer-alone "
+                         "costs of every other --data ensemble through each (a table of its own)")
     ap.add_argument("--no-rollouts", action="store_true",
                     help="skip the test rollouts (and their split into what the processing mesh holds)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
@@ -212,6 +217,30 @@ def main(argv: list[str] | None = None) -> int:
                                          if args.transfer_runs > 0 else [])
         cols += [] if ref is None else ["fem vs fem"]
         cols += [] if args.no_rollouts else ["rollouts: thickness RMSE (held / rest)"]
+    via_rows = []
+    for via in args.transfer_via:
+        vd = open_ensemble(via)
+        record = mesh_record(vd["x"].values, vd["y"].values, np.asarray(vd["elements"].values) - 1)
+        for data in args.data:
+            ds = sets[data]
+            if processing_for(ds.mesh.x, ds.mesh.y, ds.mesh.elements, record) is None:
+                continue  # the processing mesh itself: no transfer
+            cost = [transfer_thickness_rmse(ds, {**record, "back": b}, args.transfer_runs, fitted=f)
+                    for f in (False, True) for b in BACK_RULES]
+            n = len(BACK_RULES)
+            via_rows.append([via.name, data.name, " / ".join(f"{c:.2f}" for c in cost[:n]) + " m",
+                             " / ".join(f"{c:.2f}" for c in cost[n:]) + " m"])
+            print(" | ".join(via_rows[-1]), flush=True)
+    via_table = [] if not via_rows else [
+        "",
+        f"Transfer alone through other processing meshes (`--transfer-via`; {args.transfer_runs} test runs, "
+        f"thickness RMSE, {' / '.join(BACK_RULES)}): what each ensemble's own velocity costs when moved through "
+        "that mesh instead of the checkpoint's.",
+        "",
+        "| processing mesh of | ensemble | transfer alone | fitted transfer alone |",
+        "|---|---|---|---|",
+        *("| " + " | ".join(r) + " |" for r in via_rows),
+    ]
     source = "none" if processing is None else "recorded" if ckpt.processing_mesh is not None \
         else f"the mesh of {args.processing_data.name}"
     body = "\n".join([
@@ -238,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
         *("| " + " | ".join(r) + " |" for r in rows),
+        *via_table,
     ])
     write_section(args.out, "processing-mesh", body, title=RESULTS_TITLE)
     print(f"wrote {args.out}")
