@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         cols += [] if ref is None else ["fem vs fem"]
         cols += [] if args.no_rollouts else ["rollouts: thickness RMSE (held / rest)"]
     via_rows = []
-    for via in args.transfer_via:
+    for via in args.transfer_via if args.transfer_runs > 0 else []:
         vd = open_ensemble(via)
         record = mesh_record(vd["x"].values, vd["y"].values, np.asarray(vd["elements"].values) - 1)
         for data in args.data:
