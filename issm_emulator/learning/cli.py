@@ -88,6 +88,16 @@ def _split_rule(text: str | None) -> object:
 @click.option("--select", type=click.Choice(["loss", "rollout"]), default="loss", show_default=True,
               help="The epoch kept: lowest validation loss, or (step mode) best rollouts of the validation runs "
                    "(thickness RMSE; each epoch then also rolls out every validation run).")
+@click.option("--rollout-inputs", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
+              help="Step mode: this fraction of the training samples start from the thickness the network's own "
+                   "rollouts of their run reach (DAgger; the drift enters as --input-noise does, and with "
+                   "--noise-targets ssa the target is that geometry's stress balance).")
+@click.option("--rollout-refresh", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --rollout-inputs: roll the training runs out again every N epochs (0: once, before the "
+                   "first epoch of this invocation).")
+@click.option("--rollout-on", type=click.Path(path_type=Path), multiple=True,
+              help="With --rollout-inputs: the --data ensembles whose training runs are rolled out (repeat it; "
+                   "default: all).")
 @click.option("--split", "split", default=None, metavar="RULE", help=_SPLIT_HELP)
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fine-tune this checkpoint (its network, sizes and normalisers) instead of starting afresh.")
@@ -97,7 +107,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                   device: str | None, seed: int, hidden: int, layers: int, patience: int, lr_schedule: str,
                   lr_decay: float, num_workers: int, time_stride: int, rotate_stride: bool, vector_hidden: int | None, decoder: str,
                   input_noise: float, noise_targets: str, previous_velocity: bool, velocity_noise: float,
-                  processing_mesh: bool, fit_targets: bool, processing_back: str, select: str, split: str | None,
+                  processing_mesh: bool, fit_targets: bool, processing_back: str, select: str,
+                  rollout_inputs: float, rollout_refresh: int, rollout_on: tuple[Path, ...], split: str | None,
                   init_from: Path | None, resume: bool, no_progress: bool) -> None:
     """Train an emulator network (EGCN, GCN or CNN) on the train split of an ensemble, keeping the best epoch on
     the validation split (see --split for the rule)."""
@@ -105,6 +116,15 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
 
     if vector_hidden and arch != "egcn":
         raise click.ClickException(f"--vector-hidden is an EGCN option, not one of {arch}")
+    on = None
+    if rollout_on:
+        given = [Path(d).resolve() for d in data]
+        on = []
+        for d in rollout_on:
+            if Path(d).resolve() not in given:
+                raise click.ClickException(f"--rollout-on {d}: expected one of the --data ensembles "
+                                           f"({', '.join(str(g) for g in data)})")
+            on.append(given.index(Path(d).resolve()))
     try:
         path = train(data[0] if len(data) == 1 else list(data), model=arch, mode=mode, out=out, epochs=epochs,
                      lr=lr, batch_size=batch_size,
@@ -116,7 +136,8 @@ def train_command(data: tuple[Path, ...], arch: str, mode: str, out: Path, epoch
                      noise_targets=noise_targets, split_rule=_split_rule(split), init_from=init_from,
                      previous_velocity=previous_velocity, velocity_noise=velocity_noise,
                      processing_mesh=processing_mesh, fit_targets=fit_targets,
-                     processing_back=processing_back, select=select)
+                     processing_back=processing_back, select=select, rollout_inputs=rollout_inputs,
+                     rollout_refresh=rollout_refresh, rollout_on=on)
     except (IssmEmulatorError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     import os

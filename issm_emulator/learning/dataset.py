@@ -637,9 +637,34 @@ class StepDataset(EnsembleDataset):
                                "spec with the 'velocity' input)")
         self._neighbours = None
         self._pmesh_ssa = None
+        self._rollouts: dict[int, np.ndarray] = {}
+        self.rollout_fraction = 0.0
+
+    def set_rollouts(self, thickness: Mapping[int, np.ndarray], fraction: float) -> None:
+        """Start a ``fraction`` of the samples from the thickness of the network's own rollouts (``{run position:
+        (T + 1, nv)}``, :func:`~issm_emulator.learning.rollout_inputs.rollout_thickness`) instead of the
+        run's: the difference enters as the noise does (where there is ice; surface and base by flotation;
+        with ``noise_targets='ssa'`` the target is the stress balance of that geometry). An empty mapping or
+        a zero fraction switches it off."""
+        if not (np.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+            raise DatasetError(f"rollout fraction must lie in [0, 1], got {fraction!r}")
+        rolls = {}
+        for p, h in thickness.items():
+            h = np.asarray(h, float)
+            nt, nv = self.run_arrays(int(p)).fields["thickness"].shape
+            if h.shape != (nt, nv):
+                raise DatasetError(f"rollout thickness of run position {p}: expected shape {(nt, nv)}, got {h.shape}")
+            rolls[int(p)] = h
+        self._rollouts = rolls
+        self.rollout_fraction = float(fraction) if rolls else 0.0
+
+    @property
+    def perturbed(self) -> bool:
+        """Whether training inputs are moved off the runs' states (noise or rollouts)."""
+        return self.input_noise > 0 or self.rollout_fraction > 0
 
     def __getitem__(self, index: int) -> Data:
-        if self.input_noise <= 0 or self.noise_targets == "keep":
+        if not self.perturbed or self.noise_targets == "keep":
             return super().__getitem__(index)  # the true velocity of output k (input_arrays adds any noise)
         # 'ssa': the target is the stress balance of the perturbed geometry, solved by fem's SSA from the
         # true velocity, so the network learns how the velocity answers a geometry off the trajectory
@@ -697,11 +722,18 @@ class StepDataset(EnsembleDataset):
             noise = np.stack([self._smooth_noise(nv, rng), self._smooth_noise(nv, rng)], axis=1)
             arrays = dict(arrays)
             arrays["velocity"] = v + self.velocity_noise * np.hypot(v[:, 0], v[:, 1])[:, None] * noise
-        if self.input_noise <= 0:
+        drift = None
+        if self.rollout_fraction > 0 and k >= 2 and int(position) in self._rollouts:
+            u = rng.random() if rng is not None else float(torch.rand(1).item())
+            if u < self.rollout_fraction:
+                drift = self._rollouts[int(position)][k - 1] - np.asarray(arrays["thickness"], float)
+                drift = np.where(np.isfinite(drift), drift, 0.0)
+        if self.input_noise <= 0 and drift is None:
             return arrays
         h = np.asarray(arrays["thickness"], float)
         ice = (np.asarray(arrays["ice_levelset"], float) < 0) & (h > 1.0)
-        dh = np.where(ice, self.input_noise * self._smooth_noise(h.size, rng), 0.0)
+        dh = self.input_noise * self._smooth_noise(h.size, rng) if self.input_noise > 0 else np.zeros_like(h)
+        dh = np.where(ice, dh if drift is None else dh + drift, 0.0)
         dh = np.maximum(h + dh, np.minimum(h, 1.0)) - h               # never below 1 m (or below the data)
         static = self.run_arrays(position).static
         ratio = float(np.nanmean(static["rho_ice"]) / np.nanmean(static["rho_water"])) \

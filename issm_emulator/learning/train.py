@@ -36,6 +36,7 @@ import json
 import math
 import os
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -135,7 +136,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
           calibrate_indicator: bool = True, init_from: str | os.PathLike | None = None,
           previous_velocity: bool = False, velocity_noise: float = 0.0, rotate_stride: bool = False,
           processing_mesh: bool = False, fit_targets: bool = False, processing_back: str = "taylor",
-          select: str = "loss") -> Path:
+          select: str = "loss", rollout_inputs: float = 0.0, rollout_refresh: int = 0,
+          rollout_on: Sequence[int] | None = None) -> Path:
     """Train an emulator on the ``train`` split of an ensemble; keep the best on ``validation``.
 
     Parameters
@@ -233,7 +235,8 @@ def train(data: str | os.PathLike, *, model: str = "egcn", mode: str = "step", o
                           init_from=init_from, previous_velocity=previous_velocity,
                           velocity_noise=velocity_noise, rotate_stride=rotate_stride, world=world, rank=rank,
                           processing_mesh=processing_mesh, fit_targets=fit_targets,
-                          processing_back=processing_back, select=select)
+                          processing_back=processing_back, select=select, rollout_inputs=rollout_inputs,
+                          rollout_refresh=rollout_refresh, rollout_on=rollout_on)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -247,14 +250,25 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
            decoder: str | None = None, input_noise: float = 0.0, noise_targets: str = "keep",
            calibrate_indicator: bool = True, init_from: Any = None, previous_velocity: bool = False,
            velocity_noise: float = 0.0, rotate_stride: bool = False, processing_mesh: bool = False,
-           fit_targets: bool = False, processing_back: str = "taylor", select: str = "loss") -> Path:
+           fit_targets: bool = False, processing_back: str = "taylor", select: str = "loss",
+           rollout_inputs: float = 0.0, rollout_refresh: int = 0, rollout_on: Sequence[int] | None = None) -> Path:
     _seed_everything(seed)
+    n_data = len(data) if isinstance(data, (list, tuple)) else 1
+    if not (math.isfinite(rollout_inputs) and 0.0 <= rollout_inputs <= 1.0):
+        raise ValueError(f"rollout_inputs: expected a fraction of the training samples in [0, 1], got {rollout_inputs!r}")
+    if rollout_inputs and mode != "step":
+        raise ValueError("rollout_inputs is a step-mode option (direct mode does not roll out)")
+    if rollout_refresh < 0:
+        raise ValueError(f"rollout_refresh: expected a number of epochs >= 0, got {rollout_refresh!r}")
+    rollout_on = list(range(n_data)) if rollout_on is None else sorted({int(i) for i in rollout_on})
+    if any(i < 0 or i >= n_data for i in rollout_on):
+        raise ValueError(f"rollout_on: expected indices of the {n_data} ensemble(s) of data, got {rollout_on}")
     if select not in SELECT_RULES or (select == "rollout" and mode != "step"):
         raise ValueError(f"select: expected 'loss', or 'rollout' for a step network; got {select!r} "
                          f"(mode {mode!r})")
     kw = {"parameters": parameters, "rule": split_rule, "cache_bytes": cache_bytes, "time_stride": time_stride,
           "decoder": decoder}
-    noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise else {}
+    noise = {"input_noise": input_noise, "noise_targets": noise_targets} if input_noise or rollout_inputs else {}
     if noise and mode != "step":
         raise ValueError("input_noise is a step-mode option (direct mode starts from the true initial state)")
     if (previous_velocity or velocity_noise) and (mode != "step" or not previous_velocity):
@@ -367,6 +381,9 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
         config["rotate_stride"] = True
     if select != "loss":  # likewise
         config["select"] = select
+    if rollout_inputs:  # likewise
+        config.update(rollout_inputs=float(rollout_inputs), rollout_refresh=int(rollout_refresh),
+                      rollout_on=list(rollout_on))
     if processing_mesh:  # likewise
         config.update(processing_mesh=True, **({"fit_targets": True} if fit_targets else {}),
                       **({"processing_back": processing_back} if processing_back != "p1" else {}))
@@ -425,9 +442,27 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
     bar = progress_bar(epochs, progress and rank == 0, f"train {arch}/{mode}", unit="epoch",
                        initial=start_epoch - 1)
     stale = int(history[-1]["epoch"]) - int(best["epoch"]) if history else 0
+
+    def roll_out(epoch: int) -> None:
+        """The training runs' rollouts by the network as it is now (:mod:`.rollout_inputs`), into the
+        training datasets."""
+        from issm_emulator.learning.rollout_inputs import rollout_thickness
+
+        with tempfile.TemporaryDirectory(prefix="issm-emulator-rollouts-") as tmp:
+            path = Path(tmp) / "rollouts.pt"
+            write_best(epoch - 1, math.nan, path)
+            for i, part in enumerate(parts(train_ds)):
+                if i in rollout_on:
+                    part.set_rollouts(rollout_thickness(path, part), rollout_inputs)
+
     try:
         for epoch in range(start_epoch, epochs + 1):
             t0 = time.perf_counter()
+            if rollout_inputs and (epoch == start_epoch or (rollout_refresh and (epoch - 1) % rollout_refresh == 0)):
+                roll_out(epoch)
+                t_roll = time.perf_counter() - t0
+            else:
+                t_roll = None
             if rotate_stride and set_time_phase(train_ds, epoch - 1) and sampler is not None:
                 sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
                 train_loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
@@ -484,6 +519,7 @@ def _train(data: Any, *, arch: str, mode: str, out: Path, epochs: int, lr: float
                 stale += 1
             rec = {"epoch": epoch, "lr": current_lr, "train_loss": train_loss_v, "validation_loss": val_loss,
                    **({} if score is None else {"validation_rollout_thickness_rmse": score}),
+                   **({} if t_roll is None else {"rollout_seconds": t_roll}),
                    "best": improved, "seconds": time.perf_counter() - t0}
             history.append(rec)
             if rank == 0:
@@ -529,7 +565,8 @@ def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    names = list(dict.fromkeys(k for rec in history for k in rec))  # some columns only on some epochs
+    w = csv.DictWriter(buf, fieldnames=names)
     w.writeheader()
     w.writerows(history)
     _atomic_text(csv_path, buf.getvalue())
