@@ -40,6 +40,9 @@ EGCN_STEP_PIG_FIT_EPOCHS=${EGCN_STEP_PIG_FIT_EPOCHS:-3}
 # ... and then at a lower learning rate, keeping the epoch with the best validation rollouts
 # (--select rollout), for this many epochs (where it was stopped)
 EGCN_STEP_PIG_STAGE6_EPOCHS=${EGCN_STEP_PIG_STAGE6_EPOCHS:-1}
+# ... and then on the states of its own 2 km rollouts as well (--rollout-inputs 0.5 --rollout-on 2 km,
+# rolled out again every 3 epochs), keeping the epoch with the best validation rollouts, for this many epochs
+EGCN_STEP_PIG_ROLLOUT_EPOCHS=${EGCN_STEP_PIG_ROLLOUT_EPOCHS:-1}
 # egcn-direct-north79 (time-decoded): 800 epochs (learning rate x 0.995 per epoch), then 600 more from that
 # checkpoint at 5e-4 (x 0.997 per epoch)
 EGCN_DIRECT_NORTH79_EPOCHS=${EGCN_DIRECT_NORTH79_EPOCHS:-800}
@@ -129,8 +132,14 @@ for name in "${models[@]}"; do
     echo "== $name, fitted targets at a lower rate, kept by validation rollouts: $(date -u +%FT%TZ)"
     "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
       --processing-back p1 --fit-targets --select rollout --model egcn --mode step --init "$out/$name-stage5.pt" \
-      --out "$out/$name.pt" --epochs "$EGCN_STEP_PIG_STAGE6_EPOCHS" --batch-size 4 --lr 5e-5 --lr-decay 0.9 \
+      --out "$out/$name-stage6.pt" --epochs "$EGCN_STEP_PIG_STAGE6_EPOCHS" --batch-size 4 --lr 5e-5 --lr-decay 0.9 \
       --time-stride 12 --patience 5 --seed 9 --device cpu --no-progress --resume "${extra[@]}"
+    echo "== $name, also from the states of its own 2 km rollouts: $(date -u +%FT%TZ)"
+    "$bin" train --data "$data/pig-melt" --data "$data/pig-melt-2km" --data "$data/pig-melt-5km" --processing-mesh \
+      --processing-back p1 --fit-targets --select rollout --rollout-inputs 0.5 --rollout-on "$data/pig-melt-2km" \
+      --rollout-refresh 3 --model egcn --mode step --init "$out/$name-stage6.pt" --out "$out/$name.pt" \
+      --epochs "$EGCN_STEP_PIG_ROLLOUT_EPOCHS" --batch-size 4 --lr 5e-5 --lr-decay 0.9 --time-stride 12 \
+      --patience 5 --seed 17 --device cpu --no-progress --resume "${extra[@]}"
   fi
   if [ "$name" = egcn-direct-north79 ]; then
     echo "== $name, second stage: $(date -u +%FT%TZ)"

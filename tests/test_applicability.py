@@ -213,18 +213,22 @@ def test_indicator_outputs_and_a_high_tolerance_keeps_the_emulator(tmp_path):
 
 
 def test_indicator_ranks_the_true_error_on_pine_island(issm_data_dir, tmp_path):
-    """The bundled step weights on two Pine Island test-split runs (2 years, monthly): the calibrated
-    indicator's rank correlation with the true RMS velocity error is >= 0.8 (docs/applicability.md)."""
+    """The bundled step weights on the four Pine Island test-split melt rates (2 years, monthly): the
+    calibrated indicator's rank correlation with the true RMS velocity error is >= 0.8
+    (docs/applicability.md). Four runs, not two: after its first year a good network's error is nearly
+    flat (within a few per cent), and ranks within so flat a tail say little; four rates also order the
+    runs by their error."""
     from issm_emulator.datasets import EnsembleSpec, generate_ensemble
     from issm_emulator.learning.applicability import indicator_pairs
     from issm_emulator.solvers.emulator.indicator import spearman
 
-    spec = EnsembleSpec(scenario="pine_island", parameter="melt_rate", values=[20.0, 40.0], units="m yr^-1",
+    spec = EnsembleSpec(scenario="pine_island", parameter="melt_rate", values=[0.0, 20.0, 40.0, 60.0],
+                        units="m yr^-1",
                         scenario_kwargs={"resolution": 3000.0}, years=2.0, time_step=1.0 / 12.0, name="pig-test",
                         split_rule="pig-melt")
     ens = generate_ensemble(spec, tmp_path / "ens", workers=0, progress=False)
     r, c, e = indicator_pairs(weights.bundled_dir() / "egcn-step-pig.pt", ens, "all")
-    assert e.size == 48
+    assert e.size == 96
     assert spearman(c, e) >= 0.8
 
 

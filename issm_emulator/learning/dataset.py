@@ -610,6 +610,10 @@ class StepDataset(EnsembleDataset):
     geometry: the network learns to move a wrong warm start towards the stress balance, which is what keeps
     its rollouts from drifting.
 
+    :meth:`set_rollouts` gives the network's own rollouts of the runs (:mod:`~issm_emulator.learning.rollout_inputs`):
+    a fraction of the samples then start from the rollout's thickness at output ``k - 1``, the difference to
+    the run's entering as the noise does (and adding to it), with the same targets rule.
+
     ``noise_seed`` fixes the perturbations: sample ``(run, k)`` then always gets the same ones (drawn from
     ``numpy.random.default_rng([noise_seed, run, k])``), as a validation split needs to compare epochs;
     without it they are drawn anew each time from torch's generator.
