@@ -73,3 +73,29 @@ def test_training_on_rollout_states_rolls_out_and_records_it(ens, net, tmp_path)
               rollout_on=[3], **TINY)
     with pytest.raises(ValueError, match="rollout_inputs is a step-mode option"):
         train(ens, model="egcn", mode="direct", out=tmp_path / "x.pt", epochs=1, rollout_inputs=0.5, **TINY)
+
+
+def test_training_on_rollout_states_lowers_the_loss_on_them(ens, net, tmp_path):
+    """The method's tiny deterministic run: the stress balance of the geometries the network's own rollouts
+    reach is predicted better after training on them. (On this 26-vertex case the rollouts drift by 5-13 m
+    and the same training on the runs' own states does about as well, within 5 %; the method's gain shows
+    on Pine Island's 2 km rollouts, docs/training.md.)"""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from issm_emulator.learning.dataset import collate
+    from issm_emulator.learning.objective import evaluate_loss
+
+    def loss_on_rollout_states(path):
+        ckpt = load_checkpoint(path)
+        ds = StepDataset(ens, "train", spec=ckpt.spec, noise_targets="ssa", noise_seed=5)
+        ds.set_rollouts(rolls, 1.0)
+        loader = DataLoader(ds, batch_size=4, shuffle=False, collate_fn=collate)
+        return evaluate_loss(ckpt.model, loader, ckpt.input_normalizer, ckpt.output_normalizer, (),
+                             torch.device("cpu"), 1)
+
+    rolls = rollout_thickness(net, StepDataset(ens, "train", spec=load_checkpoint(net).spec))
+    before = loss_on_rollout_states(net)
+    out = train(ens, model="egcn", mode="step", out=tmp_path / "t.pt", epochs=3, init_from=net, seed=1,
+                rollout_inputs=1.0, noise_targets="ssa", lr=3e-3, **TINY)
+    assert loss_on_rollout_states(out) < 0.9 * before
