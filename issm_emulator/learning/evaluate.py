@@ -52,7 +52,8 @@ from issm_emulator.physics import masks as _masks
 from issm_emulator.physics.fe import P1Mesh
 from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
 
-__all__ = ["VARIABLES", "EvaluationResult", "RunPrediction", "evaluate", "regression_metrics", "run_metrics"]
+__all__ = ["VARIABLES", "EvaluationResult", "RunPrediction", "evaluate", "regression_metrics", "run_metrics",
+           "steps_at_outputs"]
 
 #: evaluated variables and their units
 VARIABLES = {"vx": "m/yr", "vy": "m/yr", "speed": "m/yr", "thickness": "m"}
@@ -200,6 +201,18 @@ def _series(pm: P1Mesh, h: np.ndarray, phi: np.ndarray, ice: np.ndarray) -> tupl
     return vol, float(np.sum(a * _masks.grounded_portion(e, phi)))
 
 
+def steps_at_outputs(steps: list[dict[str, Any]], output_times: Any) -> np.ndarray:
+    """For each of ``output_times`` (model time, s), the index of the rollout step (``steps[i]["time"]``, s)
+    at that time, or -1 where the rollout did not stop there (within a second, or 1e-6 relative)."""
+    t = np.asarray(output_times, float)
+    st_t = np.array([s["time"] for s in steps], float)
+    if not st_t.size:
+        return np.full(t.shape, -1, np.int64)
+    i = np.abs(st_t[None, :] - t[:, None]).argmin(axis=1)
+    hit = np.abs(st_t[i] - t) <= 1e-6 * np.maximum(1.0, np.abs(t)) + 1.0
+    return np.where(hit, i, -1)
+
+
 def _rollout_states(dataset: Any) -> list[Any]:
     """The rebuilt initial model states of the dataset's runs (raises when they cannot be rebuilt)."""
     return [dataset.run_state(p) for p in dataset.run_positions]
@@ -301,13 +314,11 @@ def evaluate(checkpoint: str | os.PathLike | Checkpoint, data: str | os.PathLike
         rho_i, rho_w = float(ra.static.get("rho_ice", 917.0)), float(ra.static.get("rho_water", 1023.0))
         if method == "rollout":
             steps = rollout_out[p]
-            st_t = np.array([s["time"] for s in steps], float)
-            for j, k in enumerate(ks):
-                t_s = ra.time[k] + float(ra.static.get("start_time", 0.0)) * yts
-                i = int(np.argmin(np.abs(st_t - t_s))) if st_t.size else -1
-                if i < 0 or abs(st_t[i] - t_s) > 1e-6 * max(1.0, abs(t_s)) + 1.0:
+            at = steps_at_outputs(steps, ra.time[ks] + float(ra.static.get("start_time", 0.0)) * yts)
+            for j, i in enumerate(at):
+                if i < 0:
                     continue
-                s = steps[i]
+                s = steps[int(i)]
                 pred["vx"][j], pred["vy"][j] = np.asarray(s["Vx"]) * yts, np.asarray(s["Vy"]) * yts
                 pred["thickness"][j] = np.asarray(s["Thickness"])
                 if "MaskOceanLevelset" in s:

@@ -38,6 +38,7 @@ def rollout_thickness(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
     position: (T + 1, nv) thickness (m) at the run's outputs 0..T}``, row 0 the initial state; outputs the
     rollout does not reach (a time it does not stop at) are NaN. Raises as the rollout does
     (:class:`~issm_emulator.errors.EmulatorDivergedError`, or a run whose model cannot be rebuilt)."""
+    from issm_emulator.learning.evaluate import steps_at_outputs
     from issm_emulator.solvers.emulator.checkpoint import Checkpoint, load_checkpoint
     from issm_emulator.solvers.emulator.step import rollout_step_many
 
@@ -57,12 +58,8 @@ def rollout_thickness(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
         h = np.full_like(h_true, np.nan)
         h[0] = h_true[0]
         t0 = float(ra.static.get("start_time", 0.0)) * float(dataset.yts)
-        st_t = np.array([s["time"] for s in res.steps], float)
-        if st_t.size:
-            t_out = np.asarray(ra.time, float) + t0
-            i = np.abs(st_t[None, :] - t_out[1:, None]).argmin(axis=1)
-            hit = np.abs(st_t[i] - t_out[1:]) <= 1e-6 * np.maximum(1.0, np.abs(t_out[1:])) + 1.0
-            for k in np.flatnonzero(hit) + 1:
-                h[k] = np.asarray(res.steps[int(i[k - 1])]["Thickness"], float)
+        at = steps_at_outputs(res.steps, np.asarray(ra.time, float)[1:] + t0)
+        for k in np.flatnonzero(at >= 0) + 1:
+            h[k] = np.asarray(res.steps[int(at[k - 1])]["Thickness"], float)
         out[p] = h
     return out
